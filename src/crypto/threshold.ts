@@ -1,0 +1,230 @@
+import { bls12_381 } from '@noble/curves/bls12-381.js';
+import { randomBytes } from 'node:crypto';
+import { CbftError, ErrorCodes } from '../errors.js';
+import { toHex } from '../codec/binary.js';
+
+/**
+ * Threshold BLS12-381 "short" signatures: signatures in G1 (48 bytes compressed), public keys in
+ * G2 (96 bytes). A trusted dealer Shamir-shares the service secret key; any `threshold` partial
+ * signatures combine by Lagrange interpolation in the exponent into exactly the signature the
+ * master key would have made, so the combined bytes are unique (invariant I4).
+ */
+export const DST = 'CBFT-V01-CS01-with-BLS12381G1_XMD:SHA-256_SSWU_RO_';
+
+const sigs = bls12_381.shortSignatures;
+const { Fr, Fp12 } = bls12_381.fields;
+const G1 = bls12_381.G1.Point;
+const G2 = bls12_381.G2.Point;
+type G1Point = InstanceType<typeof G1>;
+type G2Point = InstanceType<typeof G2>;
+type Precompute = ReturnType<typeof bls12_381.utils.calcPairingPrecomputes>;
+
+export const SIGNATURE_BYTES = 48;
+export const PUBLIC_KEY_BYTES = 96;
+export const SECRET_KEY_BYTES = 32;
+/** Share indices are small positive integers; the bound keeps Lagrange work and inputs sane. */
+export const MAX_SHARES = 1024;
+
+export interface Share {
+  index: number;
+  secretKey: Uint8Array;
+  publicKey: Uint8Array;
+}
+
+export interface Dealt {
+  groupPublicKey: Uint8Array;
+  shares: Share[];
+}
+
+export interface Partial {
+  index: number;
+  signature: Uint8Array;
+}
+
+function fail(message: string, cause?: unknown): never {
+  throw new CbftError(ErrorCodes.THRESHOLD, message, cause === undefined ? undefined : { cause });
+}
+
+function checkIndex(index: unknown): number {
+  if (typeof index !== 'number' || !Number.isInteger(index) || index < 1 || index > MAX_SHARES) {
+    fail(`share index must be an integer in 1..${MAX_SHARES}, got ${String(index)}`);
+  }
+  return index;
+}
+
+function checkBytes(b: unknown, length: number, what: string): Uint8Array {
+  if (!(b instanceof Uint8Array)) fail(`${what} must be a Uint8Array`);
+  if (b.length !== length) fail(`${what} must be ${length} bytes, got ${b.length}`);
+  return b;
+}
+
+/** Secret scalar in 1..r-1, big-endian 32 bytes; non-canonical or zero encodings are refused. */
+function decodeSecret(secretKey: Uint8Array): bigint {
+  checkBytes(secretKey, SECRET_KEY_BYTES, 'secret key');
+  const x = BigInt('0x' + toHex(secretKey));
+  if (x === 0n || x >= Fr.ORDER) fail('secret key is not a canonical non-zero scalar');
+  return x;
+}
+
+function encodeScalar(x: bigint): Uint8Array {
+  return Fr.toBytes(x);
+}
+
+function randomScalar(): bigint {
+  for (;;) {
+    // 64 bytes reduced mod r: bias below 2^-128.
+    const x = Fr.create(BigInt('0x' + randomBytes(64).toString('hex')));
+    if (x !== 0n) return x;
+  }
+}
+
+// Decoding a point checks it is on the curve and in the prime-order subgroup; cache the result
+// (and pairing precomputations) because the same keys are used for every batch.
+const CACHE_LIMIT = 256;
+const g2Cache = new Map<string, { point: G2Point; precompute: Precompute }>();
+const messageCache = new Map<string, G1Point>();
+
+function remember<V>(cache: Map<string, V>, key: string, value: V): V {
+  if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value as string);
+  cache.set(key, value);
+  return value;
+}
+
+/** Forgets decoded keys and hashed messages (benchmarks measure cold paths with it). */
+export function clearCaches(): void {
+  g2Cache.clear();
+  messageCache.clear();
+}
+
+function decodePublicKey(publicKey: Uint8Array): { point: G2Point; precompute: Precompute } {
+  checkBytes(publicKey, PUBLIC_KEY_BYTES, 'public key');
+  const key = toHex(publicKey);
+  const hit = g2Cache.get(key);
+  if (hit) return hit;
+  let point: G2Point;
+  try {
+    point = G2.fromBytes(publicKey);
+    point.assertValidity();
+  } catch (cause) {
+    fail('public key is not a valid G2 point in the prime-order subgroup', cause);
+  }
+  if (point.is0()) fail('public key is the point at infinity');
+  return remember(g2Cache, key, { point, precompute: bls12_381.utils.calcPairingPrecomputes(point) });
+}
+
+function decodeSignature(signature: Uint8Array, what = 'signature'): G1Point {
+  checkBytes(signature, SIGNATURE_BYTES, what);
+  let point: G1Point;
+  try {
+    point = G1.fromBytes(signature);
+    point.assertValidity();
+  } catch (cause) {
+    fail(`${what} is not a valid G1 point in the prime-order subgroup`, cause);
+  }
+  if (point.is0()) fail(`${what} is the point at infinity`);
+  return point;
+}
+
+function hashMessage(message: Uint8Array): G1Point {
+  if (!(message instanceof Uint8Array)) fail('message must be a Uint8Array');
+  const key = toHex(message);
+  const hit = messageCache.get(key);
+  if (hit) return hit;
+  return remember(messageCache, key, sigs.hash(message, DST));
+}
+
+let negG2Precompute: Precompute | undefined;
+
+/** e(S, -G2) · e(H(m), P) == 1, with both G2 sides precomputed. */
+function pairingCheck(signature: G1Point, hashed: G1Point, publicKey: Precompute): boolean {
+  negG2Precompute ??= bls12_381.utils.calcPairingPrecomputes(G2.BASE.negate());
+  const s = signature.toAffine();
+  const h = hashed.toAffine();
+  const f = bls12_381.millerLoopBatch([
+    [negG2Precompute, s.x, s.y],
+    [publicKey, h.x, h.y],
+  ]);
+  return Fp12.eql(Fp12.finalExponentiate(f), Fp12.ONE);
+}
+
+/** Trusted-dealer Shamir sharing of a fresh master key: any `threshold` of `count` shares sign. */
+export function deal(threshold: number, count: number): Dealt {
+  if (!Number.isInteger(count) || count < 1 || count > MAX_SHARES) fail(`count must be an integer in 1..${MAX_SHARES}`);
+  if (!Number.isInteger(threshold) || threshold < 1 || threshold > count) {
+    fail(`threshold must be an integer in 1..count (${count}), got ${threshold}`);
+  }
+  const coefficients: bigint[] = [];
+  for (let i = 0; i < threshold; i++) coefficients.push(randomScalar());
+  const master = coefficients[0]!;
+  const shares: Share[] = [];
+  for (let index = 1; index <= count; index++) {
+    // Horner evaluation of the polynomial at x = index.
+    let y = 0n;
+    for (let j = coefficients.length - 1; j >= 0; j--) y = Fr.add(Fr.mul(y, BigInt(index)), coefficients[j]!);
+    if (y === 0n) return deal(threshold, count); // probability ~2^-255; a zero share would be unusable
+    shares.push({ index, secretKey: encodeScalar(y), publicKey: G2.BASE.multiply(y).toBytes(true) });
+  }
+  return { groupPublicKey: G2.BASE.multiply(master).toBytes(true), shares };
+}
+
+/** The share's public key, derived from its secret key (used to check a loaded key file). */
+export function publicKeyOf(secretKey: Uint8Array): Uint8Array {
+  return G2.BASE.multiply(decodeSecret(secretKey)).toBytes(true);
+}
+
+export function partialSign(share: Pick<Share, 'index' | 'secretKey'>, message: Uint8Array): Uint8Array {
+  checkIndex(share.index);
+  const x = decodeSecret(share.secretKey);
+  return hashMessage(message).multiply(x).toBytes(true);
+}
+
+/** Verification never throws on bad signatures: malformed input is simply not valid. */
+export function verifyPartial(sharePublicKey: Uint8Array, message: Uint8Array, partial: Uint8Array): boolean {
+  return verify(sharePublicKey, message, partial);
+}
+
+export function verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  let pk: Precompute;
+  let sig: G1Point;
+  try {
+    pk = decodePublicKey(publicKey).precompute;
+    sig = decodeSignature(signature);
+  } catch {
+    return false;
+  }
+  return pairingCheck(sig, hashMessage(message), pk);
+}
+
+/**
+ * Lagrange interpolation at 0 over exactly the given partials. Callers pass `threshold` partials;
+ * fewer than the dealt threshold silently yields a wrong signature in any threshold scheme, so
+ * the expected threshold is required and checked here.
+ */
+export function combine(partials: Partial[], threshold?: number): Uint8Array {
+  if (!Array.isArray(partials) || partials.length === 0) fail('combine needs at least one partial signature');
+  if (threshold !== undefined && partials.length < threshold) {
+    fail(`combine needs ${threshold} partial signatures, got ${partials.length}`);
+  }
+  const seen = new Set<number>();
+  const points: G1Point[] = [];
+  for (const p of partials) {
+    const index = checkIndex(p.index);
+    if (seen.has(index)) fail(`duplicate partial for share index ${index}`);
+    seen.add(index);
+    points.push(decodeSignature(p.signature, `partial signature of share ${index}`));
+  }
+  const xs = partials.map((p) => BigInt(p.index));
+  let acc = G1.ZERO;
+  for (let i = 0; i < xs.length; i++) {
+    let num = 1n;
+    let den = 1n;
+    for (let j = 0; j < xs.length; j++) {
+      if (i === j) continue;
+      num = Fr.mul(num, xs[j]!);
+      den = Fr.mul(den, Fr.sub(xs[j]!, xs[i]!));
+    }
+    acc = acc.add(points[i]!.multiply(Fr.div(num, den)));
+  }
+  if (acc.is0()) fail('combined signature is the point at infinity');
+  return acc.toBytes(true);
+}

@@ -1,0 +1,17 @@
+/**
+ * The package's public API. `threshold` is the threshold BLS12-381 signature scheme the replicas
+ * use; the rest are the encodings and checks a client needs to verify a reply on its own.
+ */
+import { combine, deal, partialSign, verify, verifyPartial } from './crypto/threshold.js';
+
+export const threshold = { deal, partialSign, verifyPartial, combine, verify } as const;
+export type { Share, Dealt, Partial } from './crypto/threshold.js';
+export { CbftError, ErrorCodes } from './errors.js';
+export { encodeRequest, decodeRequest, encodeReply, decodeReply, digestOf, leafHash } from './codec/canonical.js';
+export type { CanonicalRequest, CanonicalReply } from './codec/canonical.js';
+export { buildTree, rootFromProof, batchMessage } from './codec/merkle.js';
+export { ReplyVerifier } from './reply/signed-reply.js';
+export type { SignedReply, ReplyCheck } from './reply/signed-reply.js';
+export { validateCluster } from './cluster/config.js';
+export type { ClusterConfig } from './cluster/config.js';
+export { loadCluster } from './cluster/keys.js';
