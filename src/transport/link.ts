@@ -1,0 +1,210 @@
+import { randomBytes } from 'node:crypto';
+import { Pool } from 'undici';
+import type { IdentitySigner } from '../crypto/identity.js';
+import { encodeFrame, SESSION_BYTES, type FrameMessage } from './frame.js';
+
+export const FRAME_PATH = '/cbft/v1/frames';
+
+export interface LinkOptions {
+  /** The neighbour's peer URL (origin). */
+  url: string;
+  from: string;
+  to: string;
+  signer: IdentitySigner;
+  /** Queue bounds (I8): beyond them `send` refuses and the caller answers overload. */
+  maxQueuedMessages?: number;
+  maxQueuedBytes?: number;
+  /** A frame carries at most this many payload bytes (one bigger message still goes alone). */
+  maxFrameBytes?: number;
+  requestTimeoutMs?: number;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  onError?: (err: Error, attempt: number) => void;
+}
+
+export interface LinkStats {
+  framesSent: number;
+  messagesSent: number;
+  messagesRefused: number;
+  retries: number;
+  queued: number;
+  queuedBytes: number;
+  up: boolean;
+}
+
+/**
+ * One-way authenticated link to one neighbour over a keep-alive undici pool. Messages queued in
+ * the same tick, or while a frame is in flight, travel together in the next frame (adaptive
+ * batching: the busier the link, the bigger the frames). One frame is in flight at a time, so
+ * the neighbour receives messages in send order. A failed frame is retried as-is with exponential
+ * backoff; the receiver's replay window turns a duplicate delivery into a no-op. A slow or dead
+ * neighbour only fills its own bounded queue.
+ */
+export class Link {
+  private readonly pool: Pool;
+  private readonly session = randomBytes(SESSION_BYTES);
+  private readonly sessionStart = Date.now();
+  private counter = 0;
+  private queue: FrameMessage[] = [];
+  private queuedBytes = 0;
+  private inFlight = false;
+  private scheduled = false;
+  private closed = false;
+  private backoffMs = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private idleWaiters: Array<() => void> = [];
+  readonly stats: LinkStats = { framesSent: 0, messagesSent: 0, messagesRefused: 0, retries: 0, queued: 0, queuedBytes: 0, up: true };
+  private readonly o: Required<Omit<LinkOptions, 'onError'>> & Pick<LinkOptions, 'onError'>;
+
+  constructor(options: LinkOptions) {
+    this.o = {
+      maxQueuedMessages: 100_000,
+      maxQueuedBytes: 256 * 1024 * 1024,
+      maxFrameBytes: 4 * 1024 * 1024,
+      requestTimeoutMs: 10_000,
+      minBackoffMs: 50,
+      maxBackoffMs: 2_000,
+      ...options,
+    };
+    this.pool = new Pool(this.o.url, {
+      connections: 2,
+      pipelining: 1,
+      keepAliveTimeout: 60_000,
+      headersTimeout: this.o.requestTimeoutMs,
+      bodyTimeout: this.o.requestTimeoutMs,
+    });
+  }
+
+  /** Queues a message; false (and counted) when the queue is full or the link closed. */
+  send(kind: FrameMessage['kind'], payload: Uint8Array): boolean {
+    if (this.closed || this.queue.length >= this.o.maxQueuedMessages || this.queuedBytes + payload.length > this.o.maxQueuedBytes) {
+      this.stats.messagesRefused++;
+      return false;
+    }
+    this.queue.push({ kind, payload });
+    this.queuedBytes += payload.length;
+    this.updateQueueStats();
+    if (!this.scheduled && !this.inFlight && this.retryTimer === undefined) {
+      this.scheduled = true;
+      // Let everything queued in this tick join the same frame.
+      setImmediate(() => {
+        this.scheduled = false;
+        this.flush();
+      });
+    }
+    return true;
+  }
+
+  /** Room left before `send` refuses: callers use it to answer overload early. */
+  get room(): number {
+    return this.o.maxQueuedMessages - this.queue.length;
+  }
+
+  private updateQueueStats(): void {
+    this.stats.queued = this.queue.length;
+    this.stats.queuedBytes = this.queuedBytes;
+  }
+
+  private takeFrame(): FrameMessage[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.queue.length) {
+      const size = this.queue[n]!.payload.length;
+      if (n > 0 && bytes + size > this.o.maxFrameBytes) break;
+      bytes += size;
+      n++;
+    }
+    const taken = this.queue.splice(0, n);
+    this.queuedBytes -= bytes;
+    this.updateQueueStats();
+    return taken;
+  }
+
+  private flush(): void {
+    if (this.inFlight || this.closed || this.queue.length === 0) {
+      if (!this.inFlight && this.queue.length === 0) this.resolveIdle();
+      return;
+    }
+    const messages = this.takeFrame();
+    const frame = encodeFrame(
+      { from: this.o.from, to: this.o.to, session: this.session, sessionStart: this.sessionStart, counter: this.counter++ },
+      messages,
+      this.o.signer,
+    );
+    this.inFlight = true;
+    void this.deliver(frame, messages.length, 0);
+  }
+
+  private async deliver(frame: Uint8Array, count: number, attempt: number): Promise<void> {
+    try {
+      const res = await this.pool.request({
+        method: 'POST',
+        path: FRAME_PATH,
+        headers: { 'content-type': 'application/octet-stream' },
+        body: frame,
+      });
+      await res.body.dump();
+      // 409: the receiver already had this frame (an earlier attempt got through).
+      if (res.statusCode !== 204 && res.statusCode !== 409) {
+        // A refused frame (4xx) will be refused again: drop it rather than retry forever.
+        if (res.statusCode >= 400 && res.statusCode < 500) throw new LinkRefused(res.statusCode);
+        throw new Error(`peer answered ${res.statusCode}`);
+      }
+      this.stats.framesSent++;
+      this.stats.messagesSent += count;
+      this.stats.up = true;
+      this.backoffMs = 0;
+      this.inFlight = false;
+      this.flush();
+    } catch (err) {
+      if (this.closed) {
+        this.inFlight = false;
+        this.resolveIdle();
+        return;
+      }
+      this.o.onError?.(err as Error, attempt);
+      if (err instanceof LinkRefused) {
+        this.inFlight = false;
+        this.flush();
+        return;
+      }
+      this.stats.up = false;
+      this.stats.retries++;
+      this.backoffMs = Math.min(this.o.maxBackoffMs, this.backoffMs === 0 ? this.o.minBackoffMs : this.backoffMs * 2);
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        void this.deliver(frame, count, attempt + 1);
+      }, this.backoffMs);
+      this.retryTimer.unref();
+    }
+  }
+
+  private resolveIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves once everything queued so far was delivered (or the link closed). */
+  idle(): Promise<void> {
+    if (!this.inFlight && this.queue.length === 0 && !this.scheduled) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.updateQueueStats();
+    this.resolveIdle();
+    await this.pool.destroy();
+  }
+}
+
+class LinkRefused extends Error {
+  constructor(readonly status: number) {
+    super(`peer refused the frame with ${status}`);
+  }
+}
