@@ -65,7 +65,7 @@ describe('merkle tree (fixed depth, sorted pairs)', () => {
           if (toHex(foreign) !== toHex(leaves[i]!)) expect(toHex(rootFromProof(foreign, proof, 4))).not.toBe(toHex(tree.root));
           // A flipped bit anywhere in the proof breaks it.
           const bad = proof.slice();
-          bad[pick % bad.length] ^= 1;
+          bad[pick % bad.length]! ^= 1;
           expect(toHex(rootFromProof(leaves[i]!, bad, 4))).not.toBe(toHex(tree.root));
         },
       ),

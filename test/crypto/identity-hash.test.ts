@@ -43,7 +43,7 @@ describe('Ed25519 identities (node:crypto)', () => {
     expect(verifyIdentity(b.publicKey, msg, sig)).toBe(false);
     expect(verifyIdentity(a.publicKey, utf8('frame!'), sig)).toBe(false);
     const bad = sig.slice();
-    bad[0] ^= 1;
+    bad[0]! ^= 1;
     expect(verifyIdentity(a.publicKey, msg, bad)).toBe(false);
     expect(verifyIdentity(a.publicKey, msg, sig.subarray(1))).toBe(false);
     expect(verifyIdentity(new Uint8Array(31), msg, sig)).toBe(false);

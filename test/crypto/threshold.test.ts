@@ -81,7 +81,7 @@ describe.each([
     }
     // A partial whose bytes are flipped no longer decodes to a subgroup point, or is a different point.
     const flipped = partials[0]!.signature.slice();
-    flipped[47] ^= 1;
+    flipped[47]! ^= 1;
     expect(threshold.verifyPartial(dealt.shares[0]!.publicKey, message, flipped)).toBe(false);
   });
 
@@ -123,7 +123,7 @@ describe('threshold input checks', () => {
     // noble refuses to serialise a point outside the subgroup.
     const { x, y } = off.toAffine();
     const bytes = fromHex(x.toString(16).padStart(96, '0'));
-    bytes[0] |= 0x80 | (y > (Fp.ORDER - 1n) / 2n ? 0x20 : 0);
+    bytes[0]! |= 0x80 | (y > (Fp.ORDER - 1n) / 2n ? 0x20 : 0);
     const dealt = threshold.deal(2, 4);
     expect(threshold.verifyPartial(dealt.shares[0]!.publicKey, message, bytes)).toBe(false);
     expect(() => threshold.combine([{ index: 1, signature: bytes }, { index: 2, signature: threshold.partialSign(dealt.shares[1]!, message) }])).toThrow(/subgroup/);

@@ -43,7 +43,7 @@ describe('ReplyVerifier', () => {
     expect(v.check({ ...a!, reply: utf8('garbage') })).toEqual({ ok: false, reason: 'malformed' });
     expect(v.check({ ...a!, proof: a!.proof.subarray(1) })).toEqual({ ok: false, reason: 'malformed' });
     const tampered = a!.reply.slice();
-    tampered[tampered.length - 1] ^= 1;
+    tampered[tampered.length - 1]! ^= 1;
     expect(v.check({ ...a!, reply: tampered })).toEqual({ ok: false, reason: 'bad-signature' });
   });
 });

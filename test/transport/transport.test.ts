@@ -85,7 +85,7 @@ describe('peer server', () => {
     expect(await post(r.url, encodeFrame(header(5), [{ kind: MessageKind.Pbft, payload: utf8('p') }], signerA))).toBe(403);
     expect(await post(r.url, utf8('garbage'))).toBe(400);
     const tampered = encodeFrame(header(6), msg, signerA);
-    tampered[tampered.length - 66] ^= 1; // a byte of the payload
+    tampered[tampered.length - 66]! ^= 1; // a byte of the payload
     expect(await post(r.url, tampered)).toBe(403);
     expect(r.got).toHaveLength(1);
     expect(r.drops).toEqual(['replay', 'bad-signature', 'unknown-sender', 'wrong-recipient', 'not-allowed', 'malformed', 'bad-signature']);
