@@ -57,6 +57,8 @@ export function decodeFail(b: Uint8Array): Fail {
  * recomputed by the top from any reply and its proof; it is never taken from the wire.
  */
 export interface PartialReplies {
+  /** The replica's current view, so the top learns who the primary is (view mod n). */
+  view: number;
   seq: number;
   partial: Uint8Array;
   items: Array<{ reply: Uint8Array; proof: Uint8Array }>;
@@ -65,13 +67,14 @@ export interface PartialReplies {
 export function encodePartialReplies(p: PartialReplies): Uint8Array {
   let size = 64;
   for (const i of p.items) size += i.reply.length + i.proof.length + 8;
-  const w = new Writer(size).u64(p.seq).fixed(p.partial, SIGNATURE_BYTES).u32(p.items.length);
+  const w = new Writer(size).u64(p.view).u64(p.seq).fixed(p.partial, SIGNATURE_BYTES).u32(p.items.length);
   for (const i of p.items) w.bytes(i.reply).bytes(i.proof);
   return w.finish();
 }
 
 export function decodePartialReplies(b: Uint8Array, maxReplyBytes: number, maxItems = 1 << 16): PartialReplies {
   const r = new Reader(b, 'partial replies');
+  const view = r.u64();
   const seq = r.u64();
   const partial = r.fixed(SIGNATURE_BYTES);
   const n = r.u32();
@@ -79,5 +82,5 @@ export function decodePartialReplies(b: Uint8Array, maxReplyBytes: number, maxIt
   const items: PartialReplies['items'] = [];
   for (let i = 0; i < n; i++) items.push({ reply: r.bytes(maxReplyBytes), proof: r.bytes(MAX_PROOF_BYTES) });
   r.end();
-  return { seq, partial, items };
+  return { view, seq, partial, items };
 }

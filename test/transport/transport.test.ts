@@ -147,7 +147,7 @@ describe('payloads', () => {
     const bad = encodeFail(f);
     bad[32] = 77;
     expect(() => decodeFail(bad)).toThrow(/unknown code 77/);
-    const p = { seq: 12, partial: new Uint8Array(48).fill(1), items: [{ reply: utf8('a'), proof: new Uint8Array(32) }] };
+    const p = { view: 3, seq: 12, partial: new Uint8Array(48).fill(1), items: [{ reply: utf8('a'), proof: new Uint8Array(32) }] };
     expect(decodePartialReplies(encodePartialReplies(p), 100)).toEqual(p);
     expect(() => decodePartialReplies(encodePartialReplies({ ...p, items: [] }), 100)).toThrow(/0 items/);
   });
