@@ -1,10 +1,13 @@
 import { existsSync } from 'node:fs';
+import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CbftError, ErrorCodes } from '../../errors.js';
 import { DEFAULT_BASE_PORT, DEFAULT_HOST, generateCluster, writeCluster } from '../../cluster/keygen.js';
+import { CLUSTER_CONFIGMAP, DEFAULT_NAMESPACE, checkNamespace, clusterResources, keySecretName, kubernetesCluster, toYaml } from '../../cluster/kubernetes.js';
 import { intOption, parseCommand, requireOption } from '../args.js';
 
 export const usage = `cbft keygen --out DIR --replicas N --chains C --chain-length L [--host H] [--base-port P] [--force]
+            [--kubernetes [--namespace NS]]
 
 Writes DIR/cluster.json (public) and DIR/keys/<id>.json (secret, mode 0600).
   --replicas N      3s+1 replicas, N >= 4 (tolerates s Byzantine replicas)
@@ -12,7 +15,11 @@ Writes DIR/cluster.json (public) and DIR/keys/<id>.json (secret, mode 0600).
   --chain-length L  nodes per chain, L = f+1 >= 2 (tolerates f Byzantine firewall nodes)
   --host H          host in every URL (default ${DEFAULT_HOST})
   --base-port P     first port; ports are assigned in order (default ${DEFAULT_BASE_PORT})
-  --force           overwrite an existing cluster in DIR`;
+  --force           overwrite an existing cluster in DIR
+  --kubernetes      URLs are the nodes' Services, http://<id>.<NS>.svc:<port> (see
+                    examples/kubernetes/), and DIR/kubernetes.yaml (secret, mode 0600) holds the
+                    ConfigMap ${CLUSTER_CONFIGMAP} (cluster.json) and one Secret ${keySecretName('<id>')} per node
+  --namespace NS    the Kubernetes namespace (default ${DEFAULT_NAMESPACE}; with --kubernetes only)`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommand(argv, {
@@ -23,23 +30,42 @@ export async function run(argv: string[]): Promise<number> {
     host: { type: 'string' },
     'base-port': { type: 'string' },
     force: { type: 'boolean' },
+    kubernetes: { type: 'boolean' },
+    namespace: { type: 'string' },
   });
   const out = requireOption(values.out, '--out');
+  const kubernetes = values.kubernetes === true;
+  if (kubernetes && (values.host !== undefined || values['base-port'] !== undefined)) {
+    throw new CbftError(ErrorCodes.USAGE, '--host and --base-port do not apply with --kubernetes (every node gets its Service name and fixed ports)');
+  }
+  if (!kubernetes && values.namespace !== undefined) throw new CbftError(ErrorCodes.USAGE, '--namespace needs --kubernetes');
+  const namespace = checkNamespace(values.namespace ?? DEFAULT_NAMESPACE);
   if (existsSync(join(out, 'cluster.json')) && !values.force) {
     throw new CbftError(ErrorCodes.USAGE, `${join(out, 'cluster.json')} exists; pass --force to overwrite it`);
   }
-  const { cluster, keys } = generateCluster({
+  const generated = generateCluster({
     replicas: intOption(requireOption(values.replicas, '--replicas'), '--replicas', 0),
     chains: intOption(requireOption(values.chains, '--chains'), '--chains', 0),
     chainLength: intOption(requireOption(values['chain-length'], '--chain-length'), '--chain-length', 0),
     host: values.host ?? DEFAULT_HOST,
     basePort: intOption(values['base-port'], '--base-port', DEFAULT_BASE_PORT),
   });
+  const keys = generated.keys;
+  const cluster = kubernetes ? kubernetesCluster(generated.cluster, namespace) : generated.cluster;
   await writeCluster(out, cluster, keys);
+  let note = '';
+  if (kubernetes) {
+    const file = join(out, 'kubernetes.yaml');
+    const header = `cbft keys for namespace ${namespace}: SECRET, apply with kubectl apply -f and do not commit.`;
+    await writeFile(file, toYaml(clusterResources(cluster, keys, namespace), header), { mode: 0o600 });
+    await chmod(file, 0o600);
+    note = `wrote ${file} (ConfigMap ${CLUSTER_CONFIGMAP} and ${keys.length} Secrets for namespace ${namespace}): kubectl apply -f ${file}\n`;
+  }
   process.stdout.write(
     `wrote ${join(out, 'cluster.json')} (s=${cluster.s}, f=${cluster.f}, ${cluster.replicas.length} replicas, ` +
       `${cluster.chains.length} chain(s) of ${cluster.f + 1}) and ${keys.length} key files in ${join(out, 'keys')}\n` +
-      cluster.chains.map((ch, i) => `chain ${i}: clients connect to ${ch[0]!.url}\n`).join(''),
+      cluster.chains.map((ch, i) => `chain ${i}: clients connect to ${ch[0]!.url}\n`).join('') +
+      note,
   );
   return 0;
 }
