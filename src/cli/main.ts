@@ -12,6 +12,9 @@ interface Command {
 
 const commands: Record<string, Command> = {
   keygen: { summary: 'generate cluster.json and node keys', load: () => import('./commands/keygen.js') },
+  firewall: { summary: 'run one firewall node (bottom, middle or top of a chain)', load: () => import('./commands/firewall.js') },
+  verify: { summary: 'check a `curl -si` response against the service key', load: () => import('./commands/verify.js') },
+  sidecar: { summary: 'run a replica sidecar in front of a legacy service copy', load: () => import('./commands/sidecar.js') },
   up: { summary: 'start a whole local cluster with the example service', load: () => import('./commands/up.js') },
 };
 
