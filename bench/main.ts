@@ -4,6 +4,8 @@
  */
 const suites: Record<string, () => Promise<{ main(args: string[]): Promise<void> }>> = {
   crypto: () => import('./crypto.js'),
+  'crypto-backends': () => import('./crypto-backends.js'),
+  baseline: () => import('./baseline.js'),
 };
 
 const [suite = 'crypto', ...rest] = process.argv.slice(2);

@@ -12,7 +12,7 @@ import { toHex } from '../codec/binary.js';
 export const DST = 'CBFT-V01-CS01-with-BLS12381G1_XMD:SHA-256_SSWU_RO_';
 
 const sigs = bls12_381.shortSignatures;
-const { Fr, Fp12 } = bls12_381.fields;
+const { Fp, Fr, Fp12 } = bls12_381.fields;
 const G1 = bls12_381.G1.Point;
 const G2 = bls12_381.G2.Point;
 type G1Point = InstanceType<typeof G1>;
@@ -125,6 +125,74 @@ function decodeSignature(signature: Uint8Array, what = 'signature'): G1Point {
   return point;
 }
 
+const HALF_P = (Fp.ORDER - 1n) / 2n;
+
+/**
+ * Compressed ZCash encoding of a point that is in G1 by construction (a multiple of a hashed
+ * message or of subgroup-checked points). noble's `toBytes()` would re-run the subgroup check on
+ * every fresh point, about 1 ms per signature; bench/CRYPTO-BACKENDS.md has the measurements.
+ */
+function encodeG1(point: G1Point): Uint8Array {
+  if (point.is0()) return point.toBytes(true);
+  const { x, y } = point.toAffine();
+  const out = Fp.toBytes(x);
+  out[0]! |= 0x80; // compressed
+  if (y > HALF_P) out[0]! |= 0x20; // sort flag: y is the larger of the two roots
+  return out;
+}
+
+function gcd(a: bigint, b: bigint): bigint {
+  if (a < 0n) a = -a;
+  if (b < 0n) b = -b;
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+/** Integer Lagrange coefficients above this size are not worth the integer route. */
+const SMALL_COEFFICIENT_BITS = 128;
+
+/**
+ * Σ λ_i·P_i with λ_i the Lagrange coefficients at 0 for the given share indices. The λ_i are
+ * ratios of small integers: over a common denominator D, λ_i = c_i / D with small c_i, so the sum
+ * costs short multiplications plus one multiplication by D⁻¹ (none when D = 1), instead of one
+ * full-size multiplication per partial. The coefficients are public, so variable-time
+ * multiplication is fine. The points must be in the prime-order subgroup (D·D⁻¹ ≡ 1 mod r).
+ */
+function interpolateAtZero(points: G1Point[], indices: number[]): G1Point {
+  const xs = indices.map(BigInt);
+  const nums: bigint[] = [];
+  const dens: bigint[] = [];
+  for (let i = 0; i < xs.length; i++) {
+    let num = 1n;
+    let den = 1n;
+    for (let j = 0; j < xs.length; j++) {
+      if (i === j) continue;
+      num *= xs[j]!;
+      den *= xs[j]! - xs[i]!;
+    }
+    nums.push(num);
+    dens.push(den);
+  }
+  let D = 1n;
+  for (const d of dens) D = (D / gcd(D, d)) * (d < 0n ? -d : d);
+  let c = nums.map((n, i) => (n * D) / dens[i]!);
+  let g = D;
+  for (const ci of c) g = gcd(g, ci);
+  c = c.map((ci) => ci / g);
+  D /= g;
+  const limit = 1n << BigInt(SMALL_COEFFICIENT_BITS);
+  let acc = G1.ZERO;
+  if (D < limit && c.every((ci) => ci < limit && -ci < limit)) {
+    for (let i = 0; i < points.length; i++) {
+      const ci = c[i]!;
+      acc = acc.add(ci < 0n ? points[i]!.multiplyUnsafe(-ci).negate() : points[i]!.multiplyUnsafe(ci));
+    }
+    return D === 1n || acc.is0() ? acc : acc.multiplyUnsafe(Fr.inv(D));
+  }
+  for (let i = 0; i < points.length; i++) acc = acc.add(points[i]!.multiplyUnsafe(Fr.div(Fr.create(nums[i]!), Fr.create(dens[i]!))));
+  return acc;
+}
+
 function hashMessage(message: Uint8Array): G1Point {
   if (!(message instanceof Uint8Array)) fail('message must be a Uint8Array');
   const key = toHex(message);
@@ -175,7 +243,7 @@ export function publicKeyOf(secretKey: Uint8Array): Uint8Array {
 export function partialSign(share: Pick<Share, 'index' | 'secretKey'>, message: Uint8Array): Uint8Array {
   checkIndex(share.index);
   const x = decodeSecret(share.secretKey);
-  return hashMessage(message).multiply(x).toBytes(true);
+  return encodeG1(hashMessage(message).multiply(x));
 }
 
 /** Verification never throws on bad signatures: malformed input is simply not valid. */
@@ -213,18 +281,7 @@ export function combine(partials: Partial[], threshold?: number): Uint8Array {
     seen.add(index);
     points.push(decodeSignature(p.signature, `partial signature of share ${index}`));
   }
-  const xs = partials.map((p) => BigInt(p.index));
-  let acc = G1.ZERO;
-  for (let i = 0; i < xs.length; i++) {
-    let num = 1n;
-    let den = 1n;
-    for (let j = 0; j < xs.length; j++) {
-      if (i === j) continue;
-      num = Fr.mul(num, xs[j]!);
-      den = Fr.mul(den, Fr.sub(xs[j]!, xs[i]!));
-    }
-    acc = acc.add(points[i]!.multiply(Fr.div(num, den)));
-  }
+  const acc = interpolateAtZero(points, partials.map((p) => p.index));
   if (acc.is0()) fail('combined signature is the point at infinity');
-  return acc.toBytes(true);
+  return encodeG1(acc);
 }
