@@ -23,6 +23,11 @@ export const MessageKind = {
   Pbft: 4,
   /** An upper node gave up on a request (digest + fixed error code), travelling down. */
   Fail: 5,
+  /**
+   * Sidecar to sidecar, outside the PBFT protocol: which top submitted a request, and recovery of
+   * a reply whose execution outcome is unknown after a crash (see src/sidecar/peer-messages.ts).
+   */
+  Replica: 6,
 } as const;
 export type MessageKind = (typeof MessageKind)[keyof typeof MessageKind];
 const KINDS = new Set<number>(Object.values(MessageKind));
