@@ -7,6 +7,7 @@ import { allowlist, DEFAULT_FORWARD_HEADERS, DEFAULT_REPLY_HEADERS } from '../co
 import { createRegistry, startAdminServer, type AdminServer, type Readiness } from '../admin/server.js';
 import { parseNodeId, type ClusterConfig, type FirewallEntry } from '../cluster/config.js';
 import type { LoadedKeys } from '../cluster/keys.js';
+import { signSubmission } from '../wire/submission.js';
 import { CbftError, ErrorCodes } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MessageKind, type FrameMessage } from '../transport/frame.js';
@@ -194,6 +195,7 @@ export async function startFirewallNode(o: FirewallNodeOptions): Promise<Firewal
       depth: cluster.merkleDepth,
       replicas: cluster.replicas,
       links: replicaLinks,
+      seal: (request, digest) => signSubmission(keys.identity, entry.id, request, digest),
       queue: anyQueue,
       verifier,
       backend,

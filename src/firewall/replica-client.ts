@@ -16,6 +16,11 @@ export interface ReplicaClientOptions {
   replicas: readonly ReplicaEntry[];
   /** One link per replica, indexed by replica index. */
   links: readonly Link[];
+  /**
+   * Wraps a canonical request for the replicas: the top signs it (wire/submission.ts) so a faulty
+   * primary cannot order requests no top submitted.
+   */
+  seal: (request: Uint8Array, digest: Uint8Array) => Uint8Array;
   queue: ReleaseQueue<unknown>;
   verifier: RootVerifier;
   backend: CryptoBackend;
@@ -118,7 +123,7 @@ export class ReplicaClient {
   submit(digestHex: string, bytes: Uint8Array): boolean {
     if (this.pending.has(digestHex)) return true;
     if (this.queued.length >= this.o.queue.capacity) return false;
-    this.pending.set(digestHex, { bytes, answers: new Map(), nextRetransmit: Infinity });
+    this.pending.set(digestHex, { bytes: this.o.seal(bytes, fromHex(digestHex)), answers: new Map(), nextRetransmit: Infinity });
     this.queued.push(digestHex);
     this.scheduleFlush();
     return true;

@@ -8,12 +8,17 @@ export interface BatchLimits {
   readonly maxRequestBytes: number;
 }
 
+/** Authenticates a payload and returns its request digest (see PbftCrypto.requestDigest). */
+export type RequestDigestFn = (payload: Uint8Array) => Uint8Array | null;
+
 /** Why a request is unacceptable, or null if it is fine. */
-export function requestProblem(req: ClientRequest, limits: BatchLimits): string | null {
+export function requestProblem(req: ClientRequest, limits: BatchLimits, digestOf: RequestDigestFn = requestDigestOf): string | null {
   if (!(req.digest instanceof Uint8Array) || req.digest.length !== DIGEST_BYTES) return 'digest is not 32 bytes';
   if (!(req.payload instanceof Uint8Array)) return 'payload is not bytes';
   if (req.payload.length > limits.maxRequestBytes) return `payload of ${req.payload.length} bytes exceeds ${limits.maxRequestBytes}`;
-  if (!bytesEqual(requestDigestOf(req.payload), req.digest)) return 'digest does not match payload';
+  const digest = digestOf(req.payload);
+  if (digest === null) return 'request is not authenticated';
+  if (!bytesEqual(digest, req.digest)) return 'digest does not match payload';
   return null;
 }
 
@@ -21,7 +26,7 @@ export function requestProblem(req: ClientRequest, limits: BatchLimits): string 
  * Why a batch from a PRE-PREPARE or a FETCH-REPLY is unacceptable, or null. Only the exact null
  * batch may be empty; no request may appear twice in one batch.
  */
-export function batchProblem(batch: Batch, limits: BatchLimits): string | null {
+export function batchProblem(batch: Batch, limits: BatchLimits, digestOf: RequestDigestFn = requestDigestOf): string | null {
   if (batch.seed.length !== SEED_BYTES) return 'seed is not 32 bytes';
   if (batch.requests.length === 0) {
     return batch.timestamp === NULL_BATCH.timestamp && bytesEqual(batch.seed, NULL_BATCH.seed) ? null : 'empty batch is not the null batch';
@@ -29,7 +34,7 @@ export function batchProblem(batch: Batch, limits: BatchLimits): string | null {
   if (batch.requests.length > limits.batchMax) return `batch of ${batch.requests.length} requests exceeds ${limits.batchMax}`;
   const seen = new Set<string>();
   for (const req of batch.requests) {
-    const problem = requestProblem(req, limits);
+    const problem = requestProblem(req, limits, digestOf);
     if (problem !== null) return problem;
     const key = digestKey(req.digest);
     if (seen.has(key)) return 'request appears twice in one batch';

@@ -2,7 +2,7 @@ import { bytesEqual } from '../codec/binary.js';
 import type { Action, DropReason, PbftEvent } from './actions.js';
 import { DROP_REASONS } from './actions.js';
 import { Archive } from './archive.js';
-import { batchProblem, requestProblem } from './batch-validation.js';
+import { batchProblem, requestProblem, type RequestDigestFn } from './batch-validation.js';
 import type { CertContext } from './certificates.js';
 import { canonicalVotes, safeVerify, validCommitCert } from './certificates.js';
 import { CatchUpTracker } from './catch-up.js';
@@ -11,7 +11,7 @@ import type { CodecLimits } from './codec.js';
 import { DEFAULT_CODEC_LIMITS, decodeMessage, encodeMessage } from './codec.js';
 import type { PbftConfig, ResolvedConfig } from './config.js';
 import { resolveConfig } from './config.js';
-import { GENESIS_HISTORY, batchDigest, deriveSeed, digestKey, isNullDigest } from './digests.js';
+import { GENESIS_HISTORY, batchDigest, deriveSeed, digestKey, isNullDigest, requestDigestOf } from './digests.js';
 import { PbftErrorCodes, pbftError } from './errors.js';
 import type { ExecSnapshot } from './execution.js';
 import { ExecutionState, GENESIS_EXEC } from './execution.js';
@@ -90,6 +90,7 @@ const VIEW_CHANGES_PER_REPLICA = 3;
 export class Replica {
   readonly config: ResolvedConfig;
   private readonly crypto: PbftCrypto;
+  private readonly requestDigest: RequestDigestFn;
   private readonly q: Quorums;
   private readonly certCtx: CertContext;
   private readonly codecLimits: CodecLimits;
@@ -154,6 +155,7 @@ export class Replica {
     this.config = resolveConfig(config);
     const cfg = this.config;
     this.crypto = crypto;
+    this.requestDigest = crypto.requestDigest ? (payload) => crypto.requestDigest!(payload) : requestDigestOf;
     this.q = quorumsFor(cfg);
     this.certCtx = { n: cfg.n, checkpointInterval: cfg.checkpointInterval, quorums: this.q, crypto };
     this.codecLimits = {
@@ -179,7 +181,7 @@ export class Replica {
 
   /** A client request from a top firewall node. */
   submit(request: ClientRequest): void {
-    const problem = requestProblem(request, this.config);
+    const problem = requestProblem(request, this.config, this.requestDigest);
     if (problem !== null) {
       const digest = request.digest instanceof Uint8Array ? request.digest : new Uint8Array(0);
       this.emit({ type: 'reject', digest, reason: 'invalid', detail: problem });
@@ -376,7 +378,7 @@ export class Replica {
   private onRequest(m: RequestMsg): void {
     if (this.inViewChange || !this.isPrimary()) return this.drop(m.sender, m.type, 'not-primary');
     if (!this.verified(m)) return;
-    if (requestProblem(m.request, this.config) !== null) return this.drop(m.sender, m.type, 'invalid');
+    if (requestProblem(m.request, this.config, this.requestDigest) !== null) return this.drop(m.sender, m.type, 'invalid');
     if (this.exec.executedAt(m.request.digest) !== undefined || this.pending.has(m.request.digest)) {
       return this.drop(m.sender, m.type, 'duplicate');
     }
@@ -445,7 +447,7 @@ export class Replica {
     const existing = this.slots.get(m.seq)?.prePrepare;
     if (existing && !bytesEqual(existing.digest, m.digest)) return this.drop(m.sender, m.type, 'equivocation');
     if (!this.verified(m)) return;
-    if (batchProblem(m.batch, this.config) !== null || m.batch.requests.length === 0) return this.drop(m.sender, m.type, 'invalid');
+    if (batchProblem(m.batch, this.config, this.requestDigest) !== null || m.batch.requests.length === 0) return this.drop(m.sender, m.type, 'invalid');
     if (!bytesEqual(batchDigest(m.batch), m.digest)) return this.drop(m.sender, m.type, 'invalid');
     const slot = this.slotFor(m.seq);
     if (existing) {
@@ -996,7 +998,7 @@ export class Replica {
     const horizon = this.lastDispatched + 2 * this.config.fetchMaxBatches;
     for (const entry of m.entries) {
       if (entry.seq <= this.lastDispatched || entry.seq > horizon || this.archive.has(entry.seq)) continue;
-      if (batchProblem(entry.batch, this.config) !== null) return this.drop(m.sender, m.type, 'invalid');
+      if (batchProblem(entry.batch, this.config, this.requestDigest) !== null) return this.drop(m.sender, m.type, 'invalid');
       if (!bytesEqual(batchDigest(entry.batch), entry.cert.digest)) return this.drop(m.sender, m.type, 'invalid');
       if (!validCommitCert(this.certCtx, entry.seq, entry.cert)) return this.drop(m.sender, m.type, 'invalid');
       this.recordCommitted(entry);

@@ -10,6 +10,12 @@ import type { MessageType, PbftMessage } from './types.js';
 export interface PbftCrypto {
   sign(bytes: Uint8Array): Uint8Array;
   verify(replica: number, bytes: Uint8Array, sig: Uint8Array): boolean;
+  /**
+   * Authenticates a client request payload and returns its request digest, or null when the
+   * payload is not an authentic request. The sidecar checks the top firewall node's signature
+   * here, so a faulty primary cannot order a request no top submitted. Default: sha256(payload).
+   */
+  requestDigest?(payload: Uint8Array): Uint8Array | null;
 }
 
 /** A message before it is signed. */

@@ -26,6 +26,10 @@ import { MessageKind, type FrameMessage } from '../transport/frame.js';
 import { Link } from '../transport/link.js';
 import { listenAddress, startPeerServer, type PeerServer } from '../transport/peer-server.js';
 import { encodePartialReplies, type PartialReplies } from '../wire/payloads.js';
+import { SubmissionVerifier, decodeSubmission, type Submission } from '../wire/submission.js';
+
+/** Envelope bytes around a canonical request: top id (≤ 64 + 4) + signature (64) + length (4). */
+const SUBMISSION_OVERHEAD_BYTES = 160;
 import { startAdminServer, createRegistry, type AdminServer, type Readiness } from '../admin/server.js';
 import type { Logger } from '../log.js';
 import { requestSeedHex, signBatch } from './batch.js';
@@ -119,6 +123,8 @@ export class Sidecar {
   private readonly tops = new Map<string, FirewallEntry>();
   private readonly requestLimits: DecodeLimits;
   private readonly maxCanonicalRequestBytes: number;
+  /** Checks that each ordered request carries a top firewall node's signature. */
+  private readonly submissions: SubmissionVerifier;
   private readonly limiter = new LogLimiter();
   private readonly stopController = new AbortController();
   private readonly recoveries = new Map<string, Recovery>();
@@ -179,6 +185,10 @@ export class Sidecar {
     const svc = cluster.service;
     this.requestLimits = { ...DEFAULT_DECODE_LIMITS, maxBody: svc.maxRequestBodyBytes };
     this.maxCanonicalRequestBytes = Math.min(MAX_REQUEST_BYTES, svc.maxRequestBodyBytes + DEFAULT_DECODE_LIMITS.maxHeaderBytes * 2 + 4096);
+    this.submissions = new SubmissionVerifier(
+      new Map([...this.tops.values()].map((t) => [t.id, fromHex(t.identityPublicKey)])),
+      this.maxCanonicalRequestBytes,
+    );
 
     // --- durable state
     const { journal, state } = Journal.open(walPath(o.dataDir));
@@ -205,6 +215,7 @@ export class Sidecar {
         const key = publicKeys[replica];
         return key !== undefined && verifyIdentity(key, bytes, sig);
       },
+      requestDigest: (envelope) => this.submissions.digestOf(envelope),
     };
     const p = cluster.pbft;
     const config: PbftConfig = {
@@ -219,7 +230,7 @@ export class Sidecar {
       dedupWindow: Math.min(p.replyCacheSize, 1 << 24),
       maxPendingRequests: p.maxPendingRequests,
       archiveBatches: Math.max(p.archiveBatches, p.checkpointInterval),
-      maxRequestBytes: this.maxCanonicalRequestBytes,
+      maxRequestBytes: this.maxCanonicalRequestBytes + SUBMISSION_OVERHEAD_BYTES,
     };
     const restoring = this.engineLog.length > 0 || this.executedThrough > 0;
     const restored: RestoredState | undefined = restoring ? { records: this.engineLog.map((e) => e.record), lastExecuted: this.executedThrough } : undefined;
@@ -503,17 +514,24 @@ export class Sidecar {
   }
 
   private onRequest(top: string, payload: Uint8Array): void {
-    if (payload.length > this.maxCanonicalRequestBytes) {
+    if (payload.length > this.maxCanonicalRequestBytes + SUBMISSION_OVERHEAD_BYTES) {
       this.dropped('sidecar', 'request-too-large', { from: top, bytes: payload.length });
       return;
     }
+    let submission: Submission;
     try {
-      decodeRequest(payload, this.requestLimits);
+      submission = decodeSubmission(payload, this.maxCanonicalRequestBytes);
+      decodeRequest(submission.request, this.requestLimits);
     } catch (err) {
       this.dropped('sidecar', 'malformed-request', { from: top, error: (err as Error).message });
       return;
     }
-    const digest = sha256(payload);
+    // The envelope must be signed by the top that sent it (I6 at the request level).
+    const digest = submission.top === top ? this.submissions.digestOf(payload) : null;
+    if (digest === null) {
+      this.dropped('sidecar', 'unauthenticated-request', { from: top, claimed: submission.top });
+      return;
+    }
     const key = toHex(digest);
     const hit = this.cache.get(key);
     if (hit) {
@@ -525,6 +543,16 @@ export class Sidecar {
       this.broadcastPeer({ type: 'submitted', digest, top });
     }
     this.engine.submit({ digest, payload });
+  }
+
+  /** The canonical request inside an ordered envelope (the engine already authenticated it). */
+  private requestBytes(envelope: Uint8Array): Uint8Array {
+    try {
+      return decodeSubmission(envelope, this.maxCanonicalRequestBytes).request;
+    } catch {
+      // Unreachable for batches the engine accepted; an empty payload executes as malformed_request.
+      return new Uint8Array(0);
+    }
   }
 
   private onPeerMessage(from: string, payload: Uint8Array): void {
@@ -662,7 +690,7 @@ export class Sidecar {
         continue;
       }
       if (this.stopping) return false;
-      const u: UpstreamRequest = { seq, timestamp: b.timestamp, seedHex: requestSeedHex(b.seed, seq, index), digest: req.digest, payload: req.payload };
+      const u: UpstreamRequest = { seq, timestamp: b.timestamp, seedHex: requestSeedHex(b.seed, seq, index), digest: req.digest, payload: this.requestBytes(req.payload) };
       const result = await executeWithRetry(this.executor, u, {
         signal: this.stopController.signal,
         // The start record is durable before a single byte goes to the service.

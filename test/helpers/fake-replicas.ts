@@ -6,6 +6,7 @@ import { batchMessage, buildTree } from '../../src/codec/merkle.js';
 import type { ClusterConfig } from '../../src/cluster/config.js';
 import type { NodeKeys } from '../../src/cluster/keys.js';
 import { sha256 } from '../../src/crypto/hash.js';
+import { SubmissionVerifier, decodeSubmission } from '../../src/wire/submission.js';
 import { IdentitySigner } from '../../src/crypto/identity.js';
 import { partialSign } from '../../src/crypto/threshold.js';
 import { MessageKind } from '../../src/transport/frame.js';
@@ -111,6 +112,7 @@ export async function startFakeReplicas(o: FakeReplicaOptions): Promise<FakeRepl
   const replyAllow = allowlist(DEFAULT_REPLY_HEADERS, cluster.service.replyHeaders);
   const tops = cluster.chains.map((c) => c[c.length - 1]!);
   const topIds = new Set(tops.map((t) => t.id));
+  const submissions = new SubmissionVerifier(new Map(tops.map((t) => [t.id, fromHex(t.identityPublicKey)])), 64 * 1024 * 1024);
   const keyOf = (id: string) => {
     const k = o.keys.find((x) => x.id === id);
     if (!k) throw new Error(`no keys for ${id}`);
@@ -206,11 +208,17 @@ export async function startFakeReplicas(o: FakeReplicaOptions): Promise<FakeRepl
     else setImmediate(flush);
   };
 
-  const onRequest = (i: number, from: string, bytes: Uint8Array) => {
+  const onRequest = (i: number, from: string, envelope: Uint8Array) => {
     received[i]!++;
     if (behaviour.dropDirect.has(i)) return;
     let req: CanonicalRequest;
+    let bytes: Uint8Array;
     try {
+      // Like the real sidecar: the top must have signed the request it sent.
+      if (submissions.digestOf(envelope) === null) return;
+      const submission = decodeSubmission(envelope, 64 * 1024 * 1024);
+      if (submission.top !== from) return;
+      bytes = submission.request;
       req = decodeRequest(bytes);
     } catch {
       return;

@@ -20,6 +20,7 @@ import type { NodeKeys } from '../../src/cluster/keys.js';
 import { IdentitySigner } from '../../src/crypto/identity.js';
 import { combine, verify, verifyPartial } from '../../src/crypto/threshold.js';
 import { MessageKind } from '../../src/transport/frame.js';
+import { signSubmission } from '../../src/wire/submission.js';
 import { Link } from '../../src/transport/link.js';
 import { startPeerServer, type PeerServer } from '../../src/transport/peer-server.js';
 import { decodePartialReplies } from '../../src/wire/payloads.js';
@@ -314,6 +315,7 @@ export class TopClient {
   readonly id: string;
   private server: PeerServer | undefined;
   private readonly links = new Map<number, Link>();
+  private readonly signer: IdentitySigner;
   private readonly pending = new Map<string, Pending>();
   private view = 0;
   /** Batch roots whose combined signature verified (I4: it is the same for every s+1 subset). */
@@ -337,6 +339,7 @@ export class TopClient {
     this.id = top.id;
     const k = keys.find((x) => x.id === top.id)!;
     const signer = new IdentitySigner(fromHex(k.identitySecretKey));
+    this.signer = signer;
     for (const r of cluster.replicas) {
       this.links.set(r.index, new Link({ url: r.url, from: top.id, to: r.id, signer, maxBackoffMs: 500 }));
     }
@@ -362,8 +365,14 @@ export class TopClient {
     return this.view % this.cluster.replicas.length;
   }
 
+  /** The top's signed envelope around a canonical request, as the real top sends it. */
+  seal(payload: Uint8Array): Uint8Array {
+    return signSubmission(this.signer, this.id, payload);
+  }
+
   submit(payload: Uint8Array, timeoutMs = 30_000): Promise<VerifiedReply> {
     const digest = toHex(digestOf(payload));
+    const sealed = this.seal(payload);
     const existing = this.pending.get(digest);
     if (existing) throw new Error('already pending');
     return new Promise<VerifiedReply>((resolve, reject) => {
@@ -383,18 +392,19 @@ export class TopClient {
             reject(new Error(`${this.id}: no signed reply for ${digest} within ${timeoutMs} ms (partials by root: ${seen.join('; ') || 'none'})`));
             return;
           }
-          for (const link of this.links.values()) link.send(MessageKind.Request, payload);
+          for (const link of this.links.values()) link.send(MessageKind.Request, sealed);
         }, this.retransmitMs),
       };
       this.pending.set(digest, p);
-      this.links.get(this.primary)!.send(MessageKind.Request, payload);
+      this.links.get(this.primary)!.send(MessageKind.Request, sealed);
     });
   }
 
   /** Sends a request to every replica at once (as after a retransmit timeout). */
   submitToAll(payload: Uint8Array, timeoutMs = 30_000): Promise<VerifiedReply> {
     const promise = this.submit(payload, timeoutMs);
-    for (const [i, link] of this.links) if (i !== this.primary) link.send(MessageKind.Request, payload);
+    const sealed = this.seal(payload);
+    for (const [i, link] of this.links) if (i !== this.primary) link.send(MessageKind.Request, sealed);
     return promise;
   }
 

@@ -19,6 +19,7 @@ import { requestSeedHex } from '../../src/sidecar/batch.js';
 import { decodePeerMessage } from '../../src/sidecar/peer-messages.js';
 import { Sidecar, type Engine } from '../../src/sidecar/sidecar.js';
 import { MessageKind, type FrameMessage } from '../../src/transport/frame.js';
+import { signSubmission } from '../../src/wire/submission.js';
 import { Link } from '../../src/transport/link.js';
 import { startPeerServer, type PeerServer } from '../../src/transport/peer-server.js';
 import { decodePartialReplies, type PartialReplies } from '../../src/wire/payloads.js';
@@ -98,7 +99,9 @@ describe('sidecar engine shell (scripted engine, in-process)', () => {
       partials.push(decodePartialReplies(m.payload, 1 << 20));
     });
     const topKey = tc.keys.find((k) => k.id === top.id)!;
-    const topLink = new Link({ url: cluster.replicas[0]!.url, from: top.id, to: 'replica-0', signer: new IdentitySigner(fromHex(topKey.identitySecretKey)) });
+    const topSigner = new IdentitySigner(fromHex(topKey.identitySecretKey));
+    const seal = (p: Uint8Array) => signSubmission(topSigner, top.id, p);
+    const topLink = new Link({ url: cluster.replicas[0]!.url, from: top.id, to: 'replica-0', signer: topSigner });
     closers.push(() => topLink.close());
 
     let engine!: FakeEngine;
@@ -119,9 +122,9 @@ describe('sidecar engine shell (scripted engine, in-process)', () => {
     const A = canonicalRequest('POST', '/op/a', 'a');
     const B = canonicalRequest('POST', '/op/b', 'b');
     const C = canonicalRequest('POST', '/op/c', 'c');
-    const req = (p: Uint8Array): ClientRequest => ({ digest: digestOf(p), payload: p });
-    topLink.send(MessageKind.Request, A);
-    topLink.send(MessageKind.Request, B);
+    const req = (p: Uint8Array): ClientRequest => ({ digest: digestOf(p), payload: seal(p) });
+    topLink.send(MessageKind.Request, seal(A));
+    topLink.send(MessageKind.Request, seal(B));
     await waitUntil('engine got both requests', () => engine.submitted.length === 2);
     await waitUntil('peer told about both', () => peerGot.filter((g) => g.kind === MessageKind.Replica).length === 2);
     const notices = peerGot.filter((g) => g.kind === MessageKind.Replica).map((g) => decodePeerMessage(g.payload, 1 << 20));
@@ -196,7 +199,7 @@ describe('sidecar engine shell (scripted engine, in-process)', () => {
     expect(partials).toHaveLength(1); // C was submitted by no top known here
 
     // A retry of A is answered from the reply cache: same reply, proof and partial, seq 1.
-    topLink.send(MessageKind.Request, A);
+    topLink.send(MessageKind.Request, seal(A));
     await waitUntil('cached answer', () => partials.length === 2);
     expect(partials[1]!.seq).toBe(1);
     expect(toHex(partials[1]!.partial)).toBe(toHex(p1.partial));
@@ -208,7 +211,7 @@ describe('sidecar engine shell (scripted engine, in-process)', () => {
     sidecar = await start();
     expect(engine.restored?.lastExecuted).toBe(3);
     expect(engine.restored?.records.map((r) => toHex(encodeRecord(r)))).toEqual([toHex(encodeRecord(committed))]);
-    topLink.send(MessageKind.Request, B);
+    topLink.send(MessageKind.Request, seal(B));
     await waitUntil('cached answer after restart', () => partials.length === 3);
     expect(partials[2]!.seq).toBe(1);
     expect(toHex(partials[2]!.partial)).toBe(toHex(p1.partial));
