@@ -4,15 +4,17 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PACKAGE_ROOT } from '../../src/up/local-cluster.js';
 import { toMarkdown, verdict } from './report.js';
-import { FULL, QUICK, runRedteam, type Policy, type RedteamOptions } from './run.js';
+import { FULL, QUICK, runRedteam, type PolicyRun, type RedteamOptions } from './run.js';
 
 const USAGE = `npm run redteam [-- --quick] [--samples N] [--content-steps N] [--leak-delay MS]
-                 [--byzantine-delays MS,MS] [--quantum MS] [--out FILE] [--json FILE]
+                 [--byzantine-delays MS,MS] [--quantum MS] [--coarse-quantum MS]
+                 [--out FILE] [--json FILE] [--keep-logs DIR]
 
 Starts 3 honest copies of examples/bank and 1 examples/leaky-replica behind cbft (4 replicas,
 2 chains of 2 firewall nodes, the top of chain 1 Byzantine), once with immediate and once with
-quantized release, runs a bounded workload and prints what leaked: secret bytes per content
-channel and the timing channel's capacity in bits per request.
+quantized release (and, unless --quick, once more with a coarse quantum for the critical-path
+rows), runs a bounded workload and prints what leaked: secret bytes per content channel and the
+timing channel's capacity in bits per request.
 
   --quick               CI size (the test uses it): fewer samples, no paused-sidecar row
   --samples N           requests per timing row (default ${FULL.samples}, quick ${QUICK.samples})
@@ -20,6 +22,8 @@ channel and the timing channel's capacity in bits per request.
   --leak-delay MS       the leaky replica's delay on a 1 bit (default ${FULL.leakDelayMs})
   --byzantine-delays L  the Byzantine top's delays on a 1 bit (default ${FULL.byzantineDelaysMs.join(',')})
   --quantum MS          tick of the quantized release (default 10)
+  --coarse-quantum MS   tick of the third, critical-path-only run (default 100; 0 skips it)
+  --keep-logs DIR       keep every process's log (and data) under DIR
   --out FILE            write the markdown report there (default: bench/redteam/RESULTS.md unless --quick)
   --json FILE           also write the raw results as JSON
 Exit code 1 when a content channel leaked, a reply was unsigned or wrong, or an invariant broke.`;
@@ -33,6 +37,8 @@ async function main(): Promise<number> {
       'leak-delay': { type: 'string' },
       'byzantine-delays': { type: 'string' },
       quantum: { type: 'string' },
+      'coarse-quantum': { type: 'string' },
+      'keep-logs': { type: 'string' },
       out: { type: 'string' },
       json: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -50,14 +56,19 @@ async function main(): Promise<number> {
   };
   const base = values.quick ? QUICK : FULL;
   const quantum = int(values.quantum, '--quantum', 10);
-  const policies: Policy[] = [{ name: 'immediate' }, { name: 'quantized', quantumMs: quantum }];
+  const coarse = int(values['coarse-quantum'], '--coarse-quantum', 100, 0);
+  const runs: PolicyRun[] = base.runs
+    .map((r, i) => (i === 1 && r.policy.name === 'quantized' ? { ...r, policy: { ...r.policy, quantumMs: quantum } } : r))
+    .map((r, i) => (i === 2 && r.policy.name === 'quantized' ? { ...r, policy: { ...r.policy, quantumMs: coarse } } : r))
+    .filter((r) => r.policy.name !== 'quantized' || r.policy.quantumMs > 0);
   const o: RedteamOptions = {
     ...base,
     samples: int(values.samples, '--samples', base.samples, 8),
     contentSteps: int(values['content-steps'], '--content-steps', base.contentSteps),
     leakDelayMs: int(values['leak-delay'], '--leak-delay', base.leakDelayMs),
     byzantineDelaysMs: values['byzantine-delays'] ? values['byzantine-delays'].split(',').map((x) => int(x, '--byzantine-delays', 0, 0)) : base.byzantineDelaysMs,
-    policies,
+    runs,
+    ...(values['keep-logs'] ? { keepLogs: resolve(values['keep-logs']) } : {}),
     log: (line) => process.stdout.write(line + '\n'),
   };
   o.preamble = Math.min(o.preamble, Math.floor(o.samples / 3));

@@ -66,21 +66,22 @@ export function toMarkdown(r: RedteamResult, command: string): string {
   out.push('');
   out.push(
     table(
-      ['adversary', 'on the critical path?', 'delay on a 1 bit', 'release', 'samples (calibration / secret)', 'failed requests', 'median latency bit 0 / bit 1 (ms)', 'bit error rate (secret bits)', 'capacity 1 − H(p)', 'in-sample best threshold 1 − H(p)', 'mutual information (binned)', 'secret bytes / wrong replies'],
+      ['adversary', 'on the critical path?', 'delay on a 1 bit', 'release', 'samples (calibration / secret)', 'failed requests', 'median latency bit 0 / bit 1 (ms)', 'bit error rate (secret bits)', 'capacity 1 − H(p)', 'in-sample best threshold 1 − H(p)', 'mutual information, binned (95% noise floor)', 'what the attacker decoded', 'secret bytes / wrong replies'],
       r.timing.map((t) => {
         const e = t.estimate;
         return [
           `${t.scenario}${t.crashes ? ` (${t.crashes} crashes)` : ''}`,
           t.criticalPath,
           t.key === 'leaky-crash' ? 'crash' : `${t.delayMs} ms`,
-          t.policy,
+          `${t.policy}${t.phaseLocked ? ', attacker phase-locked to the grid' : ''}`,
           e ? `${e.samples} (${e.train} / ${e.test})` : `${t.requests} (too few to estimate)`,
           t.requests - t.verified,
           e ? `${num(e.medianMs0, 1)} / ${num(e.medianMs1, 1)}` : '—',
           e ? num(e.pErr) : '—',
           e ? num(e.bscBits) : '—',
           e ? num(e.bscBitsInSample) : '—',
-          e ? num(e.miBits) : '—',
+          e ? `${num(e.miBits)} (noise ${num(e.miNoise95)})` : '—',
+          t.decodedPreview ? `\`${t.decodedPreview.slice(0, 8).replace(/`/g, "'")}\`` : '—',
           `${t.secretBytes} / ${t.wrong}`,
         ];
       }),
@@ -91,8 +92,12 @@ export function toMarkdown(r: RedteamResult, command: string): string {
     'The adversary sends a public 8-bit pattern (0xA5 repeated) first, then the bits of the secret (`acc-2 Bruno Lindqvist 87310;acc-3 …`), one bit per request of the attacker ' +
       '(sequential `GET /accounts/acc-1`). The attacker learns a latency threshold from the public bits and decodes the secret bits with it; "bit error rate" is the balanced error on the ' +
       'secret bits and "capacity 1 − H(p)" the capacity of the binary symmetric channel with that error rate. The in-sample column picks the best threshold after seeing all bits (optimistic); ' +
-      'the mutual information is between the bit and the latency in equal-count bins (failures in their own bin), Miller–Madow corrected. ' +
-      'Ground truth is the adversary\'s own log (leaky replica) or the relay (Byzantine top).',
+      'the mutual information is between the bit and the latency in equal-count bins (failures in their own bin), Miller–Madow corrected, next to the 95th percentile of the ' +
+      'same estimate with the bits shuffled (values below it are estimation noise). A phase-locked attacker sends each request at a chosen offset of the public release grid ' +
+      '(it tries 4 offsets on the public bits and keeps the best). ' +
+      'Ground truth is the adversary\'s own log (leaky replica) or the relay (Byzantine top). "What the attacker decoded" is the first secret bytes as decoded from the latencies ' +
+      '(the secret starts with `acc-2 Br`; · is a non-printable byte). The Byzantine top ignores the release policy (it forwards as early as it can, then adds its delay); ' +
+      'only the correct bottom node below it quantizes.',
   );
   out.push('');
   out.push('### Invariants under attack');

@@ -57,9 +57,9 @@ export interface RedteamOptions {
 }
 
 export const QUICK: Omit<RedteamOptions, 'log'> = {
-  samples: 48,
+  samples: 40,
   preamble: 16,
-  contentSteps: 14,
+  contentSteps: 12,
   leakDelayMs: 50,
   byzantineDelaysMs: [5, 50],
   runs: [
@@ -72,8 +72,8 @@ export const QUICK: Omit<RedteamOptions, 'log'> = {
 
 export const FULL: Omit<RedteamOptions, 'log'> = {
   ...QUICK,
-  samples: 96,
-  preamble: 32,
+  samples: 80,
+  preamble: 24,
   contentSteps: 30,
   pausedSidecarRow: true,
   runs: [
@@ -358,6 +358,9 @@ class Session {
     const file = join(byzDir, 'cluster.json');
     const c = JSON.parse(await readFile(file, 'utf8')) as ClusterConfig;
     c.chains[1]![0]!.peerUrl = this.relay.url;
+    // A Byzantine node is not bound by the release policy: it forwards as early as it can and adds
+    // its own delays, so a quantized grid below it only has what the correct bottom node does.
+    c.firewall.releasePolicy = 'immediate';
     await writeFile(file, JSON.stringify(c, null, 2));
     await this.lc.children.get(top.id)!.stop();
     this.byzTop = new ManagedChild({
@@ -818,15 +821,15 @@ async function allChannelsPhase(s: Session, rows: ContentRow[], timing: TimingRo
   const logged = [...s.leaky.entries()].filter(([k]) => k.startsWith(`${tag}:`)).map(([, v]) => v);
   logged.push(...s.leakyUntagged.slice(untaggedFirst).map((u) => u.line));
   rows.push({ ...counts, channel: 'all', policy: s.label, attemptedBytes: logged.reduce((a, l) => a + l.attemptedBytes, 0), leakyAnswers: logged.length, controlBytes: NaN, controlStatusChanged: false });
-  const samples: Sample[] = [];
+  // The leaky stream's first P indices are its public preamble: the attacker calibrates on those.
+  const train: Sample[] = [];
+  const test: Sample[] = [];
   for (const [k, lat] of [...latencies.entries()].sort((a, b) => a[0] - b[0])) {
     const l = s.leaky.get(`${tag}:${k}`);
-    if (l) samples.push({ bit: l.bit, latencyMs: lat });
+    if (l) (k < s.o.preamble ? train : test).push({ bit: l.bit, latencyMs: lat });
   }
-  // The preamble is the first P indices of the leaky stream, i.e. the first attacker requests.
-  const preamble = samples.length === 0 ? 0 : [...latencies.keys()].sort((a, b) => a - b).filter((k) => k < s.o.preamble && s.leaky.has(`${tag}:${k}`)).length;
-  const estimate = samples.length > preamble + 4 && preamble >= 4 ? estimateCapacity(samples, preamble) : undefined;
-  timing.push({ ...counts, key: 'all', scenario: 'leaky replica, all channels at once (mixed workload)', adversary: 'replica', criticalPath: 'no (3 honest replicas answer)', delayMs: s.o.leakDelayMs, policy: s.label, estimate, crashes: s.crashes - crashesBefore, decodedPreview: '' });
+  const estimate = train.length >= 4 && test.length >= 4 ? estimateCapacity(train, test) : undefined;
+  timing.push({ ...counts, key: 'all', scenario: 'leaky replica, all channels at once (mixed workload)', adversary: 'replica', criticalPath: 'no: 3 honest replicas answer', delayMs: s.o.leakDelayMs, policy: s.label, phaseLocked: false, estimate, crashes: s.crashes - crashesBefore, decodedPreview: '' });
   s.o.log(`  all channels: ${counts.requests} requests, ${counts.verified} verified, ${counts.wrong} wrong, ${counts.secretBytes} secret bytes, ${s.crashes - crashesBefore} crashes`);
 }
 
@@ -898,58 +901,76 @@ export async function runRedteam(o: RedteamOptions): Promise<RedteamResult> {
   const timing: TimingRow[] = [];
   const invariants: InvariantReport[] = [];
   const findings: string[] = [];
-  for (const [pi, policy] of o.policies.entries()) {
+  const phases: RedteamResult['phases'] = [];
+  for (const [pi, run] of o.runs.entries()) {
+    const policy = run.policy;
     o.log(`cluster with ${policyLabel(policy)} release: 4 replicas (3 honest banks, 1 leaky), 2 chains of 2 (top of chain 1 Byzantine)`);
     const s = new Session(o, policy, bank.SEED_ACCOUNTS);
-    const stopOnSignal = () => void s.stop();
+    const stopOnSignal = () => void s.stop().then(() => process.exit(130));
     process.once('SIGINT', stopOnSignal);
     process.once('SIGTERM', stopOnSignal);
+    const timed = async (name: string, fn: () => Promise<void>) => {
+      const t0 = Date.now();
+      try {
+        await fn();
+      } finally {
+        phases.push({ policy: policyLabel(policy), phase: name, seconds: (Date.now() - t0) / 1000 });
+      }
+    };
+    const all = run.rows === 'all';
+    const leaky = { adversary: 'replica', chain: 0, channels: 'timing', delayMs: o.leakDelayMs };
+    const critical: TimingSpec = {
+      ...leaky,
+      key: 'leaky-timing-critical',
+      scenario: 'leaky replica delays its answer',
+      criticalPath: 'yes: 2 honest services paused, the top needs the leaky partial',
+      before: async () => {
+        for (const i of [1, 2]) s.lc.children.get(`upstream-${i}`)!.signal('SIGSTOP');
+      },
+      after: async () => {
+        for (const i of [1, 2]) s.lc.children.get(`upstream-${i}`)!.signal('SIGCONT');
+        await s.caughtUp();
+      },
+    };
+    const byzantine = (d: number): TimingSpec => ({ key: `byzantine-top-${d}ms`, scenario: 'Byzantine top firewall node delays the reply', adversary: 'firewall', criticalPath: 'yes: above the correct bottom node of chain 1', delayMs: d, chain: 1, byzantine: true });
+    const delays = all ? o.byzantineDelaysMs : [Math.max(...o.byzantineDelaysMs)];
     try {
-      await s.start();
-      if (pi === 0) for (const channel of CONTENT_CHANNELS) await contentPhase(s, channel, content);
-      const leakyTiming = { adversary: 'replica', chain: 0, channels: 'timing', delayMs: o.leakDelayMs };
-      await timingPhase(s, { ...leakyTiming, key: 'leaky-timing', scenario: 'leaky replica delays its answer', criticalPath: 'no: 3 honest replicas answer' }, timing);
-      await timingPhase(
-        s,
-        {
-          ...leakyTiming,
-          key: 'leaky-timing-critical',
-          scenario: 'leaky replica delays its answer',
-          criticalPath: 'yes: 2 honest services paused, the top needs the leaky partial',
-          before: async () => {
-            for (const i of [1, 2]) s.lc.children.get(`upstream-${i}`)!.signal('SIGSTOP');
-          },
-          after: async () => {
-            for (const i of [1, 2]) s.lc.children.get(`upstream-${i}`)!.signal('SIGCONT');
-            await s.caughtUp();
-          },
-        },
-        timing,
-      );
-      if (o.pausedSidecarRow) {
-        await timingPhase(
-          s,
-          {
-            ...leakyTiming,
-            key: 'leaky-timing-1-paused',
-            scenario: 'leaky replica delays its answer',
-            criticalPath: 'no: 1 honest sidecar paused, 2 honest replicas still answer',
-            before: async () => s.lc.children.get('replica-1')!.signal('SIGSTOP'),
-            after: async () => {
-              s.lc.children.get('replica-1')!.signal('SIGCONT');
-              await s.caughtUp();
+      await timed('start cluster', () => s.start());
+      if (pi === 0) for (const channel of CONTENT_CHANNELS) await timed(`content ${channel}`, () => contentPhase(s, channel, content));
+      if (all) await timed('leaky-timing', () => timingPhase(s, { ...leaky, key: 'leaky-timing', scenario: 'leaky replica delays its answer', criticalPath: 'no: 3 honest replicas answer' }, timing));
+      await timed('leaky-timing-critical', () => timingPhase(s, critical, timing));
+      if (run.phaseLock) await timed('leaky-timing-critical (phase-locked)', () => timingPhase(s, { ...critical, phaseLock: true }, timing));
+      if (all && pi === 0 && o.pausedSidecarRow) {
+        await timed('leaky-timing-1-paused', () =>
+          timingPhase(
+            s,
+            {
+              ...leaky,
+              key: 'leaky-timing-1-paused',
+              scenario: 'leaky replica delays its answer',
+              criticalPath: 'no: 1 honest sidecar paused, 2 honest replicas still answer',
+              before: async () => s.lc.children.get('replica-1')!.signal('SIGSTOP'),
+              after: async () => {
+                s.lc.children.get('replica-1')!.signal('SIGCONT');
+                await s.caughtUp();
+              },
             },
-          },
-          timing,
+            timing,
+          ),
         );
       }
-      for (const d of o.byzantineDelaysMs) {
-        await timingPhase(s, { key: `byzantine-top-${d}ms`, scenario: 'Byzantine top firewall node delays the reply', adversary: 'firewall', criticalPath: 'yes: above the correct bottom node of chain 1', delayMs: d, chain: 1, byzantine: true }, timing);
+      for (const d of delays) {
+        await timed(`byzantine-top-${d}ms`, () => timingPhase(s, byzantine(d), timing));
+        if (run.phaseLock) await timed(`byzantine-top-${d}ms (phase-locked)`, () => timingPhase(s, { ...byzantine(d), phaseLock: true }, timing));
       }
-      await timingPhase(s, { key: 'leaky-crash', scenario: 'leaky replica crashes (and is restarted) on 1 bits', adversary: 'replica', criticalPath: 'no: 3 honest replicas answer', delayMs: 0, chain: 0, channels: 'crash' }, timing);
-      await allChannelsPhase(s, pi === 0 ? content : [], timing);
-      await s.caughtUp();
-      invariants.push(await checkInvariants(s));
+      if (all) {
+        await timed('leaky-crash', () => timingPhase(s, { key: 'leaky-crash', scenario: 'leaky replica crashes (and is restarted) on 1 bits', adversary: 'replica', criticalPath: 'no: 3 honest replicas answer', delayMs: 0, chain: 0, channels: 'crash' }, timing));
+        await timed('all channels', () => allChannelsPhase(s, pi === 0 ? content : [], timing));
+      }
+      await timed('invariants', async () => {
+        await s.caughtUp();
+        invariants.push(await checkInvariants(s));
+      });
     } catch (err) {
       findings.push(`[${policyLabel(policy)}] run aborted: ${(err as Error).stack ?? (err as Error).message}`);
       o.log(`  ABORTED: ${(err as Error).message}`);
@@ -961,11 +982,14 @@ export async function runRedteam(o: RedteamOptions): Promise<RedteamResult> {
     }
   }
   const cpu = cpus();
+  const { log: _log, ...options } = o;
+  void _log;
   return {
     date: new Date().toISOString(),
     machine: `${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${cpu.length} cores, ${process.platform} ${process.arch}`,
     node: process.version,
-    options: { ...o, log: undefined } as unknown as Omit<RedteamOptions, 'log'>,
+    options,
+    phases,
     content,
     timing,
     invariants,

@@ -75,6 +75,10 @@ export function allowlist(defaults: readonly string[], extra: readonly string[] 
     const lower = name.toLowerCase();
     if (!isHeaderName(lower)) throw new CbftError(ErrorCodes.CLUSTER, `not a valid header name: ${JSON.stringify(name)}`);
     if (HOP_BY_HOP.has(lower)) throw new CbftError(ErrorCodes.CLUSTER, `hop-by-hop header cannot be allowlisted: ${lower}`);
+    // host names the bottom node a client used, so the same request through two chains would
+    // hash differently and execute twice; cbft-* headers are cbft's own.
+    if (lower === 'host') throw new CbftError(ErrorCodes.CLUSTER, 'host cannot be allowlisted: it differs per chain, so retries through another chain would execute again');
+    if (lower.startsWith('cbft-')) throw new CbftError(ErrorCodes.CLUSTER, `cbft-* headers are cbft's own and cannot be allowlisted: ${lower}`);
     out.add(lower);
   }
   return out;

@@ -106,6 +106,8 @@ describe('header canonicalisation', () => {
     ]);
     expect(() => allowlist([], ['transfer-encoding'])).toThrow(/hop-by-hop/);
     expect(() => allowlist([], ['bad header'])).toThrow(/not a valid header name/);
+    expect(() => allowlist([], ['Host'])).toThrow(/host cannot be allowlisted/);
+    expect(() => allowlist([], ['cbft-nonce'])).toThrow(/cbft's own/);
   });
 });
 
