@@ -38,6 +38,9 @@ export interface CapacityEstimate {
   pErr: number;
   /** 1 − H(pErr), bits per request. */
   bscBits: number;
+  /** 95% interval of the capacity from the Wilson interval of pErr over the secret bits. */
+  bscBitsLow: number;
+  bscBitsHigh: number;
   /** In-sample best-threshold balanced error and its 1 − H(p). */
   pErrInSample: number;
   bscBitsInSample: number;
@@ -52,6 +55,15 @@ export interface CapacityEstimate {
   correct: number;
 }
 
+/** Wilson score interval (95%) for a proportion p observed over n trials. */
+export function wilson(p: number, n: number, z = 1.96): [number, number] {
+  if (n === 0 || Number.isNaN(p)) return [0, 1];
+  const d = 1 + (z * z) / n;
+  const c = p + (z * z) / (2 * n);
+  const h = z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n));
+  return [Math.max(0, (c - h) / d), Math.min(1, (c + h) / d)];
+}
+
 export function h2(p: number): number {
   if (!(p > 0 && p < 1)) return 0;
   return -p * Math.log2(p) - (1 - p) * Math.log2(1 - p);
@@ -60,7 +72,8 @@ export function h2(p: number): number {
 /** Capacity of a BSC with crossover p, as a receiver that knows the mapping can use it. */
 export function bscCapacity(p: number): number {
   if (Number.isNaN(p)) return 0;
-  return 1 - h2(Math.min(p, 0.5));
+  // Symmetric: a decoder wrong more often than not is as informative once its output is flipped.
+  return 1 - h2(p);
 }
 
 const FAILED = Number.POSITIVE_INFINITY;
@@ -187,6 +200,11 @@ export function estimateCapacity(train: Sample[], test: Sample[]): CapacityEstim
   }
   noise.sort((a, b) => a - b);
   const correct = test.filter((s) => decode(t, s) === s.bit).length;
+  const [pLow, pHigh] = wilson(pErr, test.length);
+  // Capacity is largest where p is furthest from 1/2.
+  const capAt = (p: number) => bscCapacity(p);
+  const lowCap = pLow <= 0.5 && pHigh >= 0.5 ? 0 : Math.min(capAt(pLow), capAt(pHigh));
+  const highCap = Math.max(capAt(pLow), capAt(pHigh));
   return {
     samples: samples.length,
     train: train.length,
@@ -196,6 +214,8 @@ export function estimateCapacity(train: Sample[], test: Sample[]): CapacityEstim
     failures: samples.filter((s) => s.latencyMs === undefined).length,
     pErr,
     bscBits: bscCapacity(pErr),
+    bscBitsLow: Number.isNaN(pErr) ? 0 : lowCap,
+    bscBitsHigh: Number.isNaN(pErr) ? 1 : highCap,
     pErrInSample: pIn,
     bscBitsInSample: bscCapacity(pIn),
     miBits: mi,

@@ -3,12 +3,13 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PACKAGE_ROOT } from '../../src/up/local-cluster.js';
-import { toMarkdown, verdict } from './report.js';
+import { replaceReadmeSection } from '../lib/readme.js';
+import { toMarkdown, toReadmeSection, verdict } from './report.js';
 import { FULL, QUICK, runRedteam, type PolicyRun, type RedteamOptions } from './run.js';
 
 const USAGE = `npm run redteam [-- --quick] [--samples N] [--content-steps N] [--leak-delay MS]
                  [--byzantine-delays MS,MS] [--quantum MS] [--coarse-quantum MS]
-                 [--out FILE] [--json FILE] [--keep-logs DIR]
+                 [--out FILE] [--json FILE] [--keep-logs DIR] [--readme]
 
 Starts 3 honest copies of examples/bank and 1 examples/leaky-replica behind cbft (4 replicas,
 2 chains of 2 firewall nodes, the top of chain 1 Byzantine), once with immediate and once with
@@ -25,7 +26,9 @@ timing channel's capacity in bits per request.
   --coarse-quantum MS   tick of the third, critical-path-only run (default 100; 0 skips it)
   --keep-logs DIR       keep every process's log (and data) under DIR
   --out FILE            write the markdown report there (default: bench/redteam/RESULTS.md unless --quick)
-  --json FILE           also write the raw results as JSON
+  --readme              also write the short table into README.md (between the redteam markers)
+  --json FILE           the raw results with every sample as JSON (default: bench/redteam/results.json
+                        unless --quick or --out)
 Exit code 1 when a content channel leaked, a reply was unsigned or wrong, or an invariant broke.`;
 
 async function main(): Promise<number> {
@@ -41,6 +44,7 @@ async function main(): Promise<number> {
       'keep-logs': { type: 'string' },
       out: { type: 'string' },
       json: { type: 'string' },
+      readme: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -82,7 +86,12 @@ async function main(): Promise<number> {
     await writeFile(out, md);
     process.stdout.write(`report written to ${out}\n`);
   }
-  if (values.json) await writeFile(values.json, JSON.stringify(result, null, 2));
+  const json = values.json ?? (values.quick || values.out ? undefined : join(PACKAGE_ROOT, 'bench', 'redteam', 'results.json'));
+  if (json) {
+    await writeFile(json, JSON.stringify(result, null, 1));
+    process.stdout.write(`raw results (every sample) written to ${json}\n`);
+  }
+  if (values.readme) process.stdout.write(`updated ${await replaceReadmeSection('redteam', toReadmeSection(result, command))}\n`);
   const bad = verdict(result);
   if (bad.length) {
     process.stdout.write(`\nRED TEAM FAILED:\n${bad.map((b) => `  - ${b}`).join('\n')}\n`);

@@ -27,7 +27,10 @@ export function toMarkdown(r: RedteamResult, command: string): string {
   const out: string[] = [];
   out.push(`## Red team: a compromised replica and a Byzantine firewall node try to leak`);
   out.push('');
-  out.push(`Measured ${r.date.slice(0, 10)} on ${r.machine}, Node ${r.node}, with \`${command}\` (${(r.durationMs / 1000).toFixed(0)} s).`);
+  out.push(
+    `Measured ${r.date.slice(0, 10)} on ${r.machine}, Node ${r.node}, with \`${command}\` (${(r.durationMs / 1000).toFixed(0)} s; ` +
+      `1-minute load average before each cluster started: ${r.loadBefore.map((l) => `${l.load1.toFixed(1)} (${l.policy})`).join(', ')}). Every process of the cluster runs on this one machine.`,
+  );
   out.push(
     `Cluster: 4 replicas (s = 1) with 3 honest copies of examples/bank and 1 copy of examples/leaky-replica, 2 chains of 2 firewall nodes; ` +
       `the top node of chain 1 is replaced by a Byzantine one (the real top code whose frames to the correct bottom node pass through a delaying relay). ` +
@@ -66,7 +69,7 @@ export function toMarkdown(r: RedteamResult, command: string): string {
   out.push('');
   out.push(
     table(
-      ['adversary', 'on the critical path?', 'delay on a 1 bit', 'release', 'samples (calibration / secret)', 'failed requests', 'median latency bit 0 / bit 1 (ms)', 'bit error rate (secret bits)', 'capacity 1 − H(p)', 'in-sample best threshold 1 − H(p)', 'mutual information, binned (95% noise floor)', 'what the attacker decoded', 'secret bytes / wrong replies'],
+      ['adversary', 'on the critical path?', 'delay on a 1 bit', 'release', 'samples (calibration / secret)', 'failed requests', 'median latency bit 0 / bit 1 (ms)', 'bit error rate (secret bits)', 'capacity 1 − H(p) [95% interval]', 'in-sample best threshold 1 − H(p)', 'mutual information, binned (95% noise floor)', 'what the attacker decoded', 'secret bytes / wrong replies'],
       r.timing.map((t) => {
         const e = t.estimate;
         return [
@@ -78,7 +81,7 @@ export function toMarkdown(r: RedteamResult, command: string): string {
           t.requests - t.verified,
           e ? `${num(e.medianMs0, 1)} / ${num(e.medianMs1, 1)}` : '—',
           e ? num(e.pErr) : '—',
-          e ? num(e.bscBits) : '—',
+          e ? `${num(e.bscBits, 2)} [${num(e.bscBitsLow, 2)}–${num(e.bscBitsHigh, 2)}]` : '—',
           e ? num(e.bscBitsInSample) : '—',
           e ? `${num(e.miBits)} (noise ${num(e.miNoise95)})` : '—',
           t.decodedPreview ? `\`${t.decodedPreview.slice(0, 8).replace(/`/g, "'")}\`` : '—',
@@ -91,7 +94,7 @@ export function toMarkdown(r: RedteamResult, command: string): string {
   out.push(
     'The adversary sends a public 8-bit pattern (0xA5 repeated) first, then the bits of the secret (`acc-2 Bruno Lindqvist 87310;acc-3 …`), one bit per request of the attacker ' +
       '(sequential `GET /accounts/acc-1`). The attacker learns a latency threshold from the public bits and decodes the secret bits with it; "bit error rate" is the balanced error on the ' +
-      'secret bits and "capacity 1 − H(p)" the capacity of the binary symmetric channel with that error rate. The in-sample column picks the best threshold after seeing all bits (optimistic); ' +
+      'secret bits and "capacity 1 − H(p)" the capacity of the binary symmetric channel with that error rate (the interval comes from the Wilson 95% interval of the error rate over the secret bits). The in-sample column picks the best threshold after seeing all bits (optimistic); ' +
       'the mutual information is between the bit and the latency in equal-count bins (failures in their own bin), Miller–Madow corrected, next to the 95th percentile of the ' +
       'same estimate with the bits shuffled (values below it are estimation noise). A phase-locked attacker sends each request at a chosen offset of the public release grid ' +
       '(it tries 4 offsets on the public bits and keeps the best). ' +
@@ -134,4 +137,40 @@ export function toMarkdown(r: RedteamResult, command: string): string {
   }
   out.push('');
   return out.join('\n');
+}
+
+/** The short form for README.md's red-team section: what leaked, per channel, with a link to the rest. */
+export function toReadmeSection(r: RedteamResult, command: string): string {
+  const policies = [...new Set(r.content.map((c) => c.policy))];
+  const channels = [...new Set(r.content.map((c) => c.channel))];
+  const content = table(
+    ['content channel', 'secret bytes the leaky replica put in its answers', ...policies.map((p) => `reached clients (${p})`)],
+    channels.map((ch) => {
+      const rows = r.content.filter((c) => c.channel === ch);
+      return [ch, rows.reduce((a, c) => a + c.attemptedBytes, 0), ...policies.map((p) => rows.find((c) => c.policy === p)?.secretBytes ?? '—')];
+    }),
+  );
+  const timing = table(
+    ['timing adversary', 'on the critical path?', 'release', 'capacity, bits per request [95% interval]'],
+    r.timing.map((t) => [
+      `${t.scenario}${t.key === 'leaky-crash' ? '' : ` (${t.delayMs} ms on a 1 bit)`}`,
+      t.criticalPath,
+      `${t.policy}${t.phaseLocked ? ', attacker phase-locked' : ''}`,
+      t.estimate ? `${num(t.estimate.bscBits, 2)} [${num(t.estimate.bscBitsLow, 2)}–${num(t.estimate.bscBitsHigh, 2)}]` : 'too few samples',
+    ]),
+  );
+  const held = r.invariants.every((i) => i.ledgersIdentical && i.exactlyOnce && i.modelMatchesLedger);
+  const wrong = [...r.content, ...r.timing].reduce((a, c) => a + c.wrong + c.unsignedOther + c.badSignature, 0);
+  return [
+    `Measured ${r.date.slice(0, 10)} on ${r.machine}, Node ${r.node}, with \`${command}\` (${(r.durationMs / 1000).toFixed(0)} s). ` +
+      `Every byte clients received was scanned for the other accounts' owners and balances in plain text, hex, base64, base64url and percent-encoding.`,
+    '',
+    content,
+    '',
+    timing,
+    '',
+    `Unsigned, badly signed or wrong replies: ${wrong}. Honest ledgers identical and every acknowledged transfer applied exactly once: ${held ? 'yes' : 'NO'}. ` +
+      'A capacity is 1 − H(p) of the binary symmetric channel the attacker decoded from latencies (p = its bit error rate on the secret bits). ' +
+      'Full tables, the method and every sample: [bench/redteam/RESULTS.md](bench/redteam/RESULTS.md).',
+  ].join('\n');
 }

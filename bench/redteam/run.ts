@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { request } from 'undici';
@@ -131,6 +131,8 @@ export interface TimingRow extends Counts {
   crashes: number;
   /** First bytes of the secret as the attacker decoded them from the timing (test part). */
   decodedPreview: string;
+  /** Every sample: [bit sent, latency ms or null if failed, send phase index or null]. */
+  samples: Array<[0 | 1 | null, number | null, number | null]>;
 }
 
 export interface InvariantReport {
@@ -151,6 +153,8 @@ export interface RedteamResult {
   options: Omit<RedteamOptions, 'log'>;
   /** Seconds per phase, for the record. */
   phases: Array<{ policy: string; phase: string; seconds: number }>;
+  /** 1-minute load average just before each cluster started (other work on the machine). */
+  loadBefore: Array<{ policy: string; load1: number }>;
   content: ContentRow[];
   timing: TimingRow[];
   invariants: InvariantReport[];
@@ -272,8 +276,8 @@ class Session {
     return policyLabel(this.policy);
   }
 
-  async setControl(c: { channels: string; delayMs?: number }): Promise<void> {
-    await writeFile(this.controlFile + '.tmp', JSON.stringify({ channels: c.channels, delayMs: c.delayMs ?? this.o.leakDelayMs, preambleBits: this.o.preamble }));
+  async setControl(c: { channels: string; delayMs?: number; preambleBits?: number }): Promise<void> {
+    await writeFile(this.controlFile + '.tmp', JSON.stringify({ channels: c.channels, delayMs: c.delayMs ?? this.o.leakDelayMs, preambleBits: c.preambleBits ?? this.o.preamble }));
     await rename(this.controlFile + '.tmp', this.controlFile);
   }
 
@@ -288,27 +292,35 @@ class Session {
     this.controlFile = join(this.dir, 'leak-control.json');
     await this.setControl({ channels: 'none' });
     const sizes = { replicas: 4, chains: 2, chainLength: 2 };
-    const base = await findFreeRange(portCount(sizes) + sizes.replicas);
     const node = JSON.stringify(process.execPath);
     const adapter = `--require ${JSON.stringify(NODE_ADAPTER)}`;
-    this.lc = await startLocalCluster({
-      ...sizes,
-      ...(this.logDir ? { workDir: this.logDir } : {}),
-      basePort: base,
-      upstream: { command: `${node} ${JSON.stringify(BANK_SERVER)}`, env: { NODE_OPTIONS: adapter, BANK_ADMIN: '1' } },
-      upstreamFor: (i) =>
-        i === LEAKY ? { command: `${node} ${JSON.stringify(LEAKY_SERVER)}`, env: { NODE_OPTIONS: adapter, BANK_ADMIN: '1', LEAK_CONTROL_FILE: this.controlFile } } : undefined,
-      configure: (c) => {
-        c.firewall.releasePolicy = this.policy.name;
-        if (this.policy.name === 'quantized') c.firewall.quantumMs = this.policy.quantumMs;
-        // Long enough that a paused (SIGSTOPped) honest service is slow, not failed.
-        c.service.upstreamTimeoutMs = 60_000;
-      },
-      onLine: (id, line) => {
-        if (id === `upstream-${LEAKY}` && line.startsWith('{"leakyReplica"')) this.onLeakyLine(line);
-      },
-      onChildExit: (child) => this.onChildExit(child),
-    });
+    for (let attempt = 1; ; attempt++) {
+      // Another run on the machine may take the free range between the check and the start.
+      const base = await findFreeRange(portCount(sizes) + sizes.replicas);
+      try {
+        this.lc = await startLocalCluster({
+          ...sizes,
+          ...(this.logDir ? { workDir: join(this.logDir, `attempt-${attempt}`) } : {}),
+          basePort: base,
+          upstream: { command: `${node} ${JSON.stringify(BANK_SERVER)}`, env: { NODE_OPTIONS: adapter, BANK_ADMIN: '1' } },
+          upstreamFor: (i) =>
+            i === LEAKY ? { command: `${node} ${JSON.stringify(LEAKY_SERVER)}`, env: { NODE_OPTIONS: adapter, BANK_ADMIN: '1', LEAK_CONTROL_FILE: this.controlFile } } : undefined,
+          configure: (c) => {
+            c.firewall.releasePolicy = this.policy.name;
+            if (this.policy.name === 'quantized') c.firewall.quantumMs = this.policy.quantumMs;
+            // Long enough that a paused (SIGSTOPped) honest service is slow, not failed.
+            c.service.upstreamTimeoutMs = 60_000;
+          },
+          onLine: (id, line) => {
+            if (id === `upstream-${LEAKY}` && line.startsWith('{"leakyReplica"')) this.onLeakyLine(line);
+          },
+          onChildExit: (child) => this.onChildExit(child),
+        });
+        break;
+      } catch (err) {
+        if (attempt >= 3 || !/already in use/.test((err as Error).message)) throw err;
+      }
+    }
     this.cluster = this.lc.cluster;
     this.verifier = new ResponseVerifier(this.cluster);
     this.lib = createClient({ cluster: this.cluster });
@@ -368,7 +380,7 @@ class Session {
       command: process.execPath,
       args: [CLI_PATH, 'firewall', '--cluster', byzDir, '--id', top.id],
       env: { ...process.env },
-      logFile: join(this.logDir ?? this.dir, `${top.id}-byzantine.log`),
+      logFile: join(this.lc.workDir, 'logs', `${top.id}-byzantine.log`),
     });
     void this.byzTop.exited.then(() => {
       if (!this.stopping) this.findings.push(`[${this.label}] Byzantine top ${this.byzTop!.describeExit()}:\n${this.byzTop!.tail(8).join('\n')}`);
@@ -652,6 +664,16 @@ function tally(s: Session, recs: Rec[]): Counts {
 // ---------------------------------------------------------------------------------------------
 // Phases
 
+/**
+ * Control: the attacker's request sent straight to the leaky copy, as if no firewall were there
+ * (what the NetworkPolicy forbids). The scanner must find the secret here. Bit index 1 is a 0 bit
+ * of the preamble, so the control never crashes or waits.
+ */
+async function control(s: Session, tag: string): Promise<RawResponse | undefined> {
+  await s.restarting;
+  return rawRequest(s.lc.upstreamUrls[LEAKY]!, { method: 'GET', path: `/accounts/${ATTACKER}?bit=1&tag=control-${tag}`, headers: [['authorization', `Bearer token-${ATTACKER}`]] }, s.forwardAllow).catch(() => undefined);
+}
+
 async function contentPhase(s: Session, channel: string, rows: ContentRow[]): Promise<void> {
   const tag = `${s.policy.name}-content-${channel}`;
   s.phase = `content ${channel}`;
@@ -664,9 +686,7 @@ async function contentPhase(s: Session, channel: string, rows: ContentRow[]): Pr
     if (rec.viewer === ATTACKER) indices.push(k);
   }
   await waitUntil(() => indices.every((k) => s.leaky.has(`${tag}:${k}`)), 10_000, 'leaky log').catch(() => undefined);
-  // Control: the same attacker request sent straight to the leaky copy, as if no firewall were
-  // there (what the NetworkPolicy forbids). The scanner must find the secret here.
-  const direct = await rawRequest(s.lc.upstreamUrls[LEAKY]!, { method: 'GET', path: `/accounts/${ATTACKER}?bit=0&tag=control-${tag}`, headers: [['authorization', `Bearer token-${ATTACKER}`]] }, s.forwardAllow).catch(() => undefined);
+  const direct = await control(s, tag);
   const recs = s.records.slice(first);
   const counts = tally(s, recs);
   const lines = [...s.leaky.entries()].filter(([k]) => k.startsWith(`${tag}:`)).map(([, v]) => v);
@@ -723,15 +743,17 @@ function choosePhase(calibration: Array<{ phase: number; sample: Sample }>): num
 
 async function timingPhase(s: Session, spec: TimingSpec, rows: TimingRow[]): Promise<void> {
   const tag = `${s.policy.name}-${spec.key}${spec.phaseLock ? '-locked' : ''}`;
+  const q = s.policy.name === 'quantized' ? s.policy.quantumMs : 0;
+  const lock = spec.phaseLock === true && q > 0;
+  // A phase-locked attacker calibrates every phase, so it gets a longer public preamble (the
+  // number of secret bits it decodes stays the same).
+  const P = lock ? 2 * s.o.preamble : s.o.preamble;
+  const n = lock ? s.o.samples + s.o.preamble : s.o.samples;
   s.phase = spec.scenario;
-  await s.setControl({ channels: spec.channels ?? 'none' });
+  await s.setControl({ channels: spec.channels ?? 'none', preambleBits: P });
   const crashesBefore = s.crashes;
   await spec.before?.();
   const first = s.records.length;
-  const n = s.o.samples;
-  const P = s.o.preamble;
-  const q = s.policy.name === 'quantized' ? s.policy.quantumMs : 0;
-  const lock = spec.phaseLock === true && q > 0;
   const sent: Array<0 | 1> = [];
   const latencies: Array<number | undefined> = [];
   const phaseOf: number[] = [];
@@ -790,6 +812,7 @@ async function timingPhase(s: Session, spec: TimingSpec, rows: TimingRow[]): Pro
     estimate,
     crashes: s.crashes - crashesBefore,
     decodedPreview: decodedPreview.slice(0, 24),
+    samples: latencies.map((l, j) => [truth[j] ?? null, l === undefined ? null : Math.round(l * 100) / 100, lock ? phaseOf[j]! : null]),
   });
   const e = estimate;
   s.o.log(
@@ -820,7 +843,9 @@ async function allChannelsPhase(s: Session, rows: ContentRow[], timing: TimingRo
   const counts = tally(s, s.records.slice(first));
   const logged = [...s.leaky.entries()].filter(([k]) => k.startsWith(`${tag}:`)).map(([, v]) => v);
   logged.push(...s.leakyUntagged.slice(untaggedFirst).map((u) => u.line));
-  rows.push({ ...counts, channel: 'all', policy: s.label, attemptedBytes: logged.reduce((a, l) => a + l.attemptedBytes, 0), leakyAnswers: logged.length, controlBytes: NaN, controlStatusChanged: false });
+  const direct = await control(s, tag);
+  const controlScan = direct ? tally(s, [{ phase: 'control', viewer: ATTACKER, bytes: direct.raw, outcome: 'verified' }]) : undefined;
+  rows.push({ ...counts, channel: 'all', policy: s.label, attemptedBytes: logged.reduce((a, l) => a + l.attemptedBytes, 0), leakyAnswers: logged.length, controlBytes: controlScan?.secretBytes ?? NaN, controlStatusChanged: direct ? direct.status !== 200 : false });
   // The leaky stream's first P indices are its public preamble: the attacker calibrates on those.
   const train: Sample[] = [];
   const test: Sample[] = [];
@@ -829,7 +854,7 @@ async function allChannelsPhase(s: Session, rows: ContentRow[], timing: TimingRo
     if (l) (k < s.o.preamble ? train : test).push({ bit: l.bit, latencyMs: lat });
   }
   const estimate = train.length >= 4 && test.length >= 4 ? estimateCapacity(train, test) : undefined;
-  timing.push({ ...counts, key: 'all', scenario: 'leaky replica, all channels at once (mixed workload)', adversary: 'replica', criticalPath: 'no: 3 honest replicas answer', delayMs: s.o.leakDelayMs, policy: s.label, phaseLocked: false, estimate, crashes: s.crashes - crashesBefore, decodedPreview: '' });
+  timing.push({ ...counts, key: 'all', scenario: 'leaky replica, all channels at once (mixed workload)', adversary: 'replica', criticalPath: 'no: 3 honest replicas answer', delayMs: s.o.leakDelayMs, policy: s.label, phaseLocked: false, estimate, crashes: s.crashes - crashesBefore, decodedPreview: '', samples: [] });
   s.o.log(`  all channels: ${counts.requests} requests, ${counts.verified} verified, ${counts.wrong} wrong, ${counts.secretBytes} secret bytes, ${s.crashes - crashesBefore} crashes`);
 }
 
@@ -902,8 +927,11 @@ export async function runRedteam(o: RedteamOptions): Promise<RedteamResult> {
   const invariants: InvariantReport[] = [];
   const findings: string[] = [];
   const phases: RedteamResult['phases'] = [];
+  const loadBefore: RedteamResult['loadBefore'] = [];
   for (const [pi, run] of o.runs.entries()) {
     const policy = run.policy;
+    loadBefore.push({ policy: policyLabel(policy), load1: loadavg()[0]! });
+    if (loadavg()[0]! > cpus().length) o.log(`  note: the machine is busy (1-minute load ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores); latencies and capacities reflect that`);
     o.log(`cluster with ${policyLabel(policy)} release: 4 replicas (3 honest banks, 1 leaky), 2 chains of 2 (top of chain 1 Byzantine)`);
     const s = new Session(o, policy, bank.SEED_ACCOUNTS);
     const stopOnSignal = () => void s.stop().then(() => process.exit(130));
@@ -990,6 +1018,7 @@ export async function runRedteam(o: RedteamOptions): Promise<RedteamResult> {
     node: process.version,
     options,
     phases,
+    loadBefore,
     content,
     timing,
     invariants,

@@ -234,24 +234,26 @@ export function createBank({ admin = false } = {}) {
   });
 }
 
-function main() {
+/**
+ * Listens on PORT/HOST (default 127.0.0.1:8080) until SIGTERM or SIGINT; `make()` builds the
+ * server once the address is checked. Shared with examples/leaky-replica.
+ */
+export function serveFromEnv(name, make, describe = () => '') {
   const port = Number(process.env.PORT || 8080);
   const host = process.env.HOST || '127.0.0.1';
-  const admin = process.env.BANK_ADMIN === '1';
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    console.error(`bank: PORT must be an integer in 0..65535, got ${JSON.stringify(process.env.PORT)}`);
+    console.error(`${name}: PORT must be an integer in 0..65535, got ${JSON.stringify(process.env.PORT)}`);
     process.exit(2);
   }
-  const server = createBank({ admin });
+  const server = make();
   server.on('error', (err) => {
-    console.error(`bank: cannot listen on ${host}:${port}: ${err.message}`);
+    console.error(`${name}: cannot listen on ${host}:${port}: ${err.message}`);
     process.exit(1);
   });
   server.listen(port, host, () => {
     const addr = server.address();
     const shown = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    console.log(`bank: listening on http://${shown}:${addr.port}` +
-      (admin ? ' (admin endpoints enabled)' : ''));
+    console.log(`${name}: listening on http://${shown}:${addr.port}${describe()}`);
   });
   const stop = () => {
     server.close(() => process.exit(0));
@@ -260,15 +262,20 @@ function main() {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+  return server;
 }
 
-function isMain() {
+/** Whether the module at `moduleUrl` is the script node was started with. */
+export function isMain(moduleUrl) {
   if (process.argv[1] === undefined) return false;
   try {
-    return import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
+    return moduleUrl === pathToFileURL(realpathSync(process.argv[1])).href;
   } catch {
     return false;
   }
 }
 
-if (isMain()) main();
+if (isMain(import.meta.url)) {
+  const admin = process.env.BANK_ADMIN === '1';
+  serveFromEnv('bank', () => createBank({ admin }), () => (admin ? ' (admin endpoints enabled)' : ''));
+}
