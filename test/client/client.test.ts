@@ -5,7 +5,7 @@ import { request } from 'undici';
 import { createClient, CLIENT_ERROR, CLIENT_REFUSED, parseCurlDump, ResponseVerifier } from '../../src/index.js';
 import { toHex } from '../../src/codec/binary.js';
 import type { FirewallNode } from '../../src/firewall/node.js';
-import { startFakeReplicas } from '../helpers/fake-replicas.js';
+import { startFakeReplicas } from '../../bench/harness/fake-replicas.js';
 import { chainIds, makeCluster, startNodes, waitFor, type TestCluster } from '../firewall/helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];

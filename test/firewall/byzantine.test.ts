@@ -11,7 +11,7 @@ import { encodeFrame, MessageKind } from '../../src/transport/frame.js';
 import { decodeSignedReply, encodeFail, FailCode } from '../../src/wire/payloads.js';
 import { IdentitySigner } from '../../src/crypto/identity.js';
 import { fromHex } from '../../src/codec/binary.js';
-import { startFakeReplicas, type FakeReplicas } from '../helpers/fake-replicas.js';
+import { startFakeReplicas, type FakeReplicas } from '../../bench/harness/fake-replicas.js';
 import { digestOfReplyPayload, forgedRequest, signBatch, startByzantine, tamperReply, underSigned, type ByzantineNode } from './byzantine.js';
 import { makeCluster, metricsOf, metricValue, rawExchange, startNodes, waitFor, type TestCluster } from './helpers.js';
 

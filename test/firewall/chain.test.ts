@@ -4,7 +4,7 @@ import { request } from 'undici';
 import { toHex } from '../../src/codec/binary.js';
 import { ResponseVerifier } from '../../src/client/verify-response.js';
 import type { FirewallNode } from '../../src/firewall/node.js';
-import { startFakeReplicas, type FakeReplicas } from '../helpers/fake-replicas.js';
+import { startFakeReplicas, type FakeReplicas } from '../../bench/harness/fake-replicas.js';
 import { chainIds, makeCluster, metricsOf, metricValue, rawExchange, startNodes, waitFor, type TestCluster } from './helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];

@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { CLI, runCli } from '../helpers/cli.js';
-import { startFakeReplicas, type FakeReplicas } from '../helpers/fake-replicas.js';
+import { startFakeReplicas, type FakeReplicas } from '../../bench/harness/fake-replicas.js';
 import { ensureBuilt, kill, makeCluster, spawnFirewall, waitFor, waitReady, type Proc, type TestCluster } from './helpers.js';
 
 /** curl -si, asynchronously: the fake replicas live in this process and must keep running. */

@@ -4,7 +4,7 @@ import { request } from 'undici';
 import { toHex } from '../../src/codec/binary.js';
 import { ResponseVerifier } from '../../src/client/verify-response.js';
 import type { FirewallNode } from '../../src/firewall/node.js';
-import { startFakeReplicas, type FakeReplicas } from '../helpers/fake-replicas.js';
+import { startFakeReplicas, type FakeReplicas } from '../../bench/harness/fake-replicas.js';
 import { chainIds, makeCluster, metricsOf, metricValue, rawExchange, startNodes, waitFor, type TestCluster } from './helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -62,7 +62,7 @@ describe('the top as PBFT client', () => {
     }
   });
 
-  it('submits in rounds: while two rounds are in flight, new requests wait and go together', async () => {
+  it('submits in rounds: while a round is in flight, new requests wait and go together', async () => {
     const { tc, url, replicas } = await setup({}, { delays: { 0: 150, 1: 150, 2: 150, 3: 150 } });
     const first = [call(url(), '/r/a'), call(url(), '/r/b')];
     await waitFor(() => replicas.batches() >= 1, 3_000, 'first batch');
