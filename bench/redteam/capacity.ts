@@ -76,6 +76,14 @@ export function bscCapacity(p: number): number {
   return 1 - h2(p);
 }
 
+/** 95% interval of 1 − H(p) from the Wilson interval of an error rate p observed over n bits. */
+export function bscInterval(p: number, n: number): [number, number] {
+  if (Number.isNaN(p)) return [0, 1];
+  const [pLow, pHigh] = wilson(p, n);
+  const low = pLow <= 0.5 && pHigh >= 0.5 ? 0 : Math.min(bscCapacity(pLow), bscCapacity(pHigh));
+  return [low, Math.max(bscCapacity(pLow), bscCapacity(pHigh))];
+}
+
 const FAILED = Number.POSITIVE_INFINITY;
 const value = (s: Sample) => (s.latencyMs === undefined ? FAILED : s.latencyMs);
 
@@ -200,11 +208,7 @@ export function estimateCapacity(train: Sample[], test: Sample[]): CapacityEstim
   }
   noise.sort((a, b) => a - b);
   const correct = test.filter((s) => decode(t, s) === s.bit).length;
-  const [pLow, pHigh] = wilson(pErr, test.length);
-  // Capacity is largest where p is furthest from 1/2.
-  const capAt = (p: number) => bscCapacity(p);
-  const lowCap = pLow <= 0.5 && pHigh >= 0.5 ? 0 : Math.min(capAt(pLow), capAt(pHigh));
-  const highCap = Math.max(capAt(pLow), capAt(pHigh));
+  const [lowCap, highCap] = bscInterval(pErr, test.length);
   return {
     samples: samples.length,
     train: train.length,
@@ -214,8 +218,8 @@ export function estimateCapacity(train: Sample[], test: Sample[]): CapacityEstim
     failures: samples.filter((s) => s.latencyMs === undefined).length,
     pErr,
     bscBits: bscCapacity(pErr),
-    bscBitsLow: Number.isNaN(pErr) ? 0 : lowCap,
-    bscBitsHigh: Number.isNaN(pErr) ? 1 : highCap,
+    bscBitsLow: lowCap,
+    bscBitsHigh: highCap,
     pErrInSample: pIn,
     bscBitsInSample: bscCapacity(pIn),
     miBits: mi,
