@@ -45,13 +45,13 @@ export async function main(args: string[]): Promise<void> {
     const proxy = await startService('proxy', new URL('./harness/proxy.js', import.meta.url), ['--upstream', upstream.url]);
     services.push(proxy);
     const all: Record<string, Target> = {
-      direct: { name: 'direct', url: upstream.url, processes: [{ role: 'upstream', pid: upstream.pid }] },
+      direct: { name: 'direct', url: upstream.url, processes: [{ role: 'upstream', pid: upstream.pid, group: 'service' }] },
       proxy: {
         name: 'proxy',
         url: proxy.url,
         processes: [
           { role: 'proxy', pid: proxy.pid },
-          { role: 'upstream', pid: upstream.pid },
+          { role: 'upstream', pid: upstream.pid, group: 'service' },
         ],
       },
     };

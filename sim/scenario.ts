@@ -80,6 +80,15 @@ export function drawScenario(seed: number, s: number, mutant?: MutantName): Scen
   // Replica 0 is the first primary: make it Byzantine often, so faulty primaries are exercised early.
   if (faulty > 0 && rng.chance(0.5)) ids.unshift(...ids.splice(ids.indexOf(0), 1));
   for (const id of ids.slice(0, faulty)) byzantine.set(id, rng.pick(BYZANTINE_BEHAVIOURS));
+  // Drawn last, so every earlier draw (and thus each seed's scenario) is what it was before.
+  const clockOffsetMs = Array.from({ length: n }, () => rng.range(-200, 200));
+  const requestGapMs = rng.pick([5, 15, 40]);
+  const submitCoverage = rng.pick([1, 0.9, 0.6]);
+  const crashChance = calm ? 0 : rng.pick([0, 0.02, 0.06, 0.12]);
+  const partitionChance = calm ? 0 : rng.pick([0, 0.02, 0.05]);
+  const executionDelayMaxMs = rng.pick([0, 5, 30]);
+  // Adaptive batching (what the sidecar runs) in half of the scenarios.
+  if (rng.chance(0.5)) Object.assign(engine, { adaptiveBatching: true, batchHoldTicks: rng.pick([1, 3, 10]) });
   return {
     seed,
     s,
@@ -88,13 +97,13 @@ export function drawScenario(seed: number, s: number, mutant?: MutantName): Scen
     engine,
     network,
     byzantine,
-    clockOffsetMs: Array.from({ length: n }, () => rng.range(-200, 200)),
-    requestGapMs: rng.pick([5, 15, 40]),
-    submitCoverage: rng.pick([1, 0.9, 0.6]),
+    clockOffsetMs,
+    requestGapMs,
+    submitCoverage,
     chaosEveryMs: 50,
-    crashChance: calm ? 0 : rng.pick([0, 0.02, 0.06, 0.12]),
-    partitionChance: calm ? 0 : rng.pick([0, 0.02, 0.05]),
-    executionDelayMaxMs: rng.pick([0, 5, 30]),
+    crashChance,
+    partitionChance,
+    executionDelayMaxMs,
     slowPrimaryDelayMs: viewChangeTicks * tickMs * 3,
     livenessBudgetMs: viewChangeTicks * tickMs * 120,
     livenessPerBatchMs: 2 * network.maxDelayMs,
@@ -106,7 +115,7 @@ export function describeScenario(sc: Scenario): string {
   const e = sc.engine;
   return (
     `seed=${sc.seed} s=${sc.s} n=${sc.n} K=${e.checkpointInterval} L=${e.watermarkWindow} batchMax=${e.batchMax} ` +
-    `batchDelay=${e.batchDelayTicks} vcTicks=${e.viewChangeTicks} status=${e.statusTicks} byzantine=[${byz}] ` +
+    `batchDelay=${e.adaptiveBatching ? `adaptive(hold ${e.batchHoldTicks})` : e.batchDelayTicks} vcTicks=${e.viewChangeTicks} status=${e.statusTicks} byzantine=[${byz}] ` +
     `drop=${sc.network.dropRate} dup=${sc.network.duplicateRate} delay=${sc.network.minDelayMs}-${sc.network.maxDelayMs}ms ` +
     `long=${sc.network.longDelayRate}/${sc.network.longDelayMaxMs}ms crash=${sc.crashChance} partition=${sc.partitionChance} ` +
     `reqGap=${sc.requestGapMs}ms coverage=${sc.submitCoverage}` +

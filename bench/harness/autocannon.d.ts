@@ -3,7 +3,8 @@ declare module 'autocannon' {
   import type { EventEmitter } from 'node:events';
 
   interface Options {
-    url: string;
+    /** Several URLs: connections are spread over them round-robin. */
+    url: string | string[];
     method?: string;
     body?: string | Buffer;
     headers?: Record<string, string>;

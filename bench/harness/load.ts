@@ -7,7 +7,8 @@ import autocannon from 'autocannon';
  * bounded memory however long the run.
  */
 export interface LoadOptions {
-  url: string;
+  /** One URL, or several: connections are spread over them round-robin (e.g. two chains' bottoms). */
+  url: string | string[];
   method?: 'GET' | 'POST' | 'PUT' | 'DELETE';
   body?: string | Buffer;
   headers?: Record<string, string>;

@@ -63,12 +63,18 @@ export interface WatchedProcess {
   pid: number;
   /** Counted in the system's totals (false for e.g. the load generator itself). */
   measured?: boolean;
+  /**
+   * Accounting group (e.g. `front` for the cbft processes or the proxy, `service` for the upstream
+   * copies): the report sums CPU and takes the peak RSS per group. Default: `front`.
+   */
+  group?: string;
 }
 
 export interface ProcessReport {
   role: string;
   pid: number;
   measured: boolean;
+  group: string;
   cpuSeconds: number;
   userSeconds: number;
   systemSeconds: number;
@@ -86,6 +92,8 @@ export interface SamplerReport {
   totalCpuSeconds: number;
   /** Largest single-process peak RSS among `measured` processes. */
   maxPeakRssBytes: number;
+  /** Per accounting group (measured processes only): CPU seconds together, largest single-process peak RSS. */
+  groups: Record<string, { cpuSeconds: number; maxPeakRssBytes: number; processes: number }>;
 }
 
 export class ProcessSampler {
@@ -138,6 +146,7 @@ export class ProcessSampler {
         role: p.role,
         pid: p.pid,
         measured: p.measured ?? true,
+        group: p.group ?? 'front',
         cpuSeconds: user + system,
         userSeconds: user,
         systemSeconds: system,
@@ -147,11 +156,19 @@ export class ProcessSampler {
       };
     });
     const measured = processes.filter((p) => p.measured);
+    const groups: SamplerReport['groups'] = {};
+    for (const p of measured) {
+      const g = (groups[p.group] ??= { cpuSeconds: 0, maxPeakRssBytes: 0, processes: 0 });
+      g.cpuSeconds += p.cpuSeconds;
+      g.maxPeakRssBytes = Math.max(g.maxPeakRssBytes, p.peakRssBytes);
+      g.processes++;
+    }
     return {
       durationSec,
       processes,
       totalCpuSeconds: measured.reduce((s, p) => s + p.cpuSeconds, 0),
       maxPeakRssBytes: Math.max(0, ...measured.map((p) => p.peakRssBytes)),
+      groups,
     };
   }
 }

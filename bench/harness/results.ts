@@ -13,7 +13,13 @@ export interface RunRecord {
   load: LoadResult;
   /** CPU seconds of all measured processes of the target together, per request. */
   cpuSecondsPerRequest: number;
+  /** The same for the `front` group only (the cbft processes together, or the proxy). */
+  frontCpuSecondsPerRequest: number;
+  /** The same for the `service` group only (the upstream copies together). */
+  serviceCpuSecondsPerRequest: number;
   usage: SamplerReport;
+  /** Change of the target's counters over the run (cbft: batches and executions of replica-0, …). */
+  counters?: Record<string, number>;
 }
 
 /** Ratios target ÷ reference, computed per repeat (same run) and summarised by the median. */
@@ -22,7 +28,10 @@ export interface Ratios {
   reqPerSecRuns: number[];
   p50: number;
   p99: number;
+  /** Total CPU per request (front and service together). */
   cpuPerRequest: number;
+  /** Front CPU per request only (cbft processes ÷ the proxy process). */
+  frontCpuPerRequest: number;
 }
 
 export interface SummaryRow {
@@ -38,8 +47,16 @@ export interface SummaryRow {
   p50MsRuns: number[];
   errors: number;
   cpuMsPerRequest: number;
+  frontCpuMsPerRequest: number;
+  serviceCpuMsPerRequest: number;
   /** Largest peak RSS of any single measured process of the target, over all runs. */
   peakRssMiB: number;
+  /** Largest peak RSS of any single front process (a cbft process, or the proxy). */
+  frontPeakRssMiB: number;
+  /** Peak RSS per process role (e.g. replica-0, fw-0-1, upstream-2), over all runs. */
+  peakRssByRoleMiB: Record<string, number>;
+  /** cbft: requests executed per PBFT batch (median over runs). */
+  requestsPerBatch?: number;
   vsReference?: Ratios;
 }
 
@@ -78,7 +95,14 @@ export function summarize(records: RunRecord[], reference = 'proxy'): SummaryRow
       p50MsRuns: runs.map((r) => r.load.latencyMs.p50),
       errors: runs.reduce((s, r) => s + r.load.errors + r.load.timeouts + r.load.non2xx, 0),
       cpuMsPerRequest: median(runs.map((r) => r.cpuSecondsPerRequest * 1000)),
+      frontCpuMsPerRequest: median(runs.map((r) => r.frontCpuSecondsPerRequest * 1000)),
+      serviceCpuMsPerRequest: median(runs.map((r) => r.serviceCpuSecondsPerRequest * 1000)),
       peakRssMiB: Math.max(0, ...runs.map((r) => r.usage.maxPeakRssBytes / MiB)),
+      frontPeakRssMiB: Math.max(0, ...runs.map((r) => (r.usage.groups['front']?.maxPeakRssBytes ?? 0) / MiB)),
+      peakRssByRoleMiB: peakByRole(runs),
+      ...(runs.some((r) => r.counters?.['batches'])
+        ? { requestsPerBatch: median(runs.map((r) => (r.counters?.['batches'] ? (r.counters['executions'] ?? 0) / r.counters['batches'] : NaN))) }
+        : {}),
     });
   }
   // Ratios against the reference target of the same cell, repeat by repeat.
@@ -94,6 +118,7 @@ export function summarize(records: RunRecord[], reference = 'proxy'): SummaryRow
           p50: r.load.latencyMs.p50 / ref.load.latencyMs.p50,
           p99: r.load.latencyMs.p99 / ref.load.latencyMs.p99,
           cpu: r.cpuSecondsPerRequest / ref.cpuSecondsPerRequest,
+          front: r.frontCpuSecondsPerRequest / ref.frontCpuSecondsPerRequest,
         };
       })
       .filter((x): x is NonNullable<typeof x> => x !== undefined);
@@ -104,6 +129,7 @@ export function summarize(records: RunRecord[], reference = 'proxy'): SummaryRow
         p50: median(ratios.map((x) => x.p50)),
         p99: median(ratios.map((x) => x.p99)),
         cpuPerRequest: median(ratios.map((x) => x.cpu)),
+        frontCpuPerRequest: median(ratios.map((x) => x.front)),
       };
     }
   }
@@ -113,6 +139,17 @@ export function summarize(records: RunRecord[], reference = 'proxy'): SummaryRow
     (a, b) => wOrder.indexOf(a.workload) - wOrder.indexOf(b.workload) || a.connections - b.connections || order.indexOf(a.target) - order.indexOf(b.target),
   );
   return rows;
+}
+
+function peakByRole(runs: RunRecord[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of runs) {
+    for (const p of r.usage.processes) {
+      if (!p.measured) continue;
+      out[p.role] = Math.max(out[p.role] ?? 0, Math.round((p.peakRssBytes / MiB) * 10) / 10);
+    }
+  }
+  return out;
 }
 
 function num(x: number, digits: number): string {
@@ -126,20 +163,41 @@ function ms(x: number): string {
 
 export function markdownTable(rows: SummaryRow[], reference = 'proxy'): string {
   const head =
-    `| workload | conns | target | req/s (median; runs) | p50 ms | p90 ms | p99 ms | errors | CPU ms/req | peak RSS MiB | ` +
-    `req/s ÷ ${reference} (runs) | p50 ÷ ${reference} | p99 ÷ ${reference} | CPU/req ÷ ${reference} |`;
-  const sep = '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
+    `| workload | conns | target | req/s (median; runs) | p50 ms | p90 ms | p99 ms | errors | front CPU ms/req | service CPU ms/req | peak RSS MiB | ` +
+    `req/s ÷ ${reference} (runs) | p50 ÷ ${reference} | p99 ÷ ${reference} | CPU/req ÷ ${reference} (front; total) |`;
+  const sep = '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |';
   const lines = rows.map((r) => {
     const v = r.vsReference;
-    const ratio = v ? `${num(v.reqPerSec, 2)} (${v.reqPerSecRuns.map((x) => num(x, 2)).join(', ')})` : r.target === reference ? '1' : '–';
+    const isRef = r.target === reference;
+    const ratio = v ? `${num(v.reqPerSec, 2)} (${v.reqPerSecRuns.map((x) => num(x, 2)).join(', ')})` : isRef ? '1' : '–';
+    const cpu = v ? `${num(v.frontCpuPerRequest, 1)}; ${num(v.cpuPerRequest, 1)}` : isRef ? '1' : '–';
     return (
       `| ${r.workload} | ${r.connections} | ${r.target} | ${num(r.reqPerSec, 0)} (${r.reqPerSecRuns.map((x) => num(x, 0)).join(', ')}) | ` +
-      `${ms(r.p50Ms)} | ${ms(r.p90Ms)} | ${ms(r.p99Ms)} | ${r.errors} | ${num(r.cpuMsPerRequest, 3)} | ${num(r.peakRssMiB, 0)} | ` +
-      `${ratio} | ${v ? num(v.p50, 2) : r.target === reference ? '1' : '–'} | ${v ? num(v.p99, 2) : r.target === reference ? '1' : '–'} | ` +
-      `${v ? num(v.cpuPerRequest, 2) : r.target === reference ? '1' : '–'} |`
+      `${ms(r.p50Ms)} | ${ms(r.p90Ms)} | ${ms(r.p99Ms)} | ${r.errors} | ${num(r.frontCpuMsPerRequest, 3)} | ${num(r.serviceCpuMsPerRequest, 3)} | ${num(r.frontPeakRssMiB || r.peakRssMiB, 0)} | ` +
+      `${ratio} | ${v ? num(v.p50, 1) : isRef ? '1' : '–'} | ${v ? num(v.p99, 1) : isRef ? '1' : '–'} | ${cpu} |`
     );
   });
   return [head, sep, ...lines].join('\n');
+}
+
+/** Peak RSS per process role for each target (largest over all its runs). */
+export function rssTable(rows: SummaryRow[]): string {
+  const byTarget = new Map<string, Record<string, number>>();
+  for (const r of rows) {
+    const t = byTarget.get(r.target) ?? {};
+    for (const [role, mib] of Object.entries(r.peakRssByRoleMiB)) t[role] = Math.max(t[role] ?? 0, mib);
+    byTarget.set(r.target, t);
+  }
+  const lines = ['| target | peak RSS per process, MiB (all runs) |', '| --- | --- |'];
+  for (const [target, roles] of byTarget) {
+    lines.push(
+      `| ${target} | ${Object.entries(roles)
+        .sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))
+        .map(([role, mib]) => `${role} ${mib.toFixed(0)}`)
+        .join(', ')} |`,
+    );
+  }
+  return lines.join('\n');
 }
 
 export interface ResultsFile {
@@ -151,6 +209,8 @@ export interface ResultsFile {
   notes: string[];
   summary: SummaryRow[];
   runs: RunRecord[];
+  /** More markdown after the main table (e.g. the RSS table, targets reached). */
+  extraMarkdown?: string;
 }
 
 /** The repository's bench/results directory (the compiled file lives in dist/bench/harness). */
@@ -170,7 +230,8 @@ export async function writeResults(file: ResultsFile, opts: { dir?: string; name
       .map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(',') : String(v)}`)
       .join('; ')}.\n` +
     (file.notes.length ? '\n' + file.notes.map((n) => `- ${n}`).join('\n') + '\n' : '') +
-    `\n${markdownTable(file.summary, opts.reference)}\n`;
+    `\n${markdownTable(file.summary, opts.reference)}\n` +
+    (file.extraMarkdown ? `\n${file.extraMarkdown}\n` : '');
   const paths = [join(dir, `${name}.json`), join(dir, `${name}.md`)];
   await writeFile(paths[0]!, JSON.stringify(file, null, 2) + '\n');
   await writeFile(paths[1]!, markdown);

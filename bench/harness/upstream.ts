@@ -6,6 +6,7 @@ import { serveFromCommandLine } from './service.js';
  *   GET  /json  → 1 KiB JSON
  *   POST /echo  → the request body back (1 KiB in the standard workload)
  *   GET  /64k   → 64 KiB body
+ *   GET  /bytes/N → N bytes (1 ≤ N ≤ 16 MiB; the reply-size curve), built once per size
  *   GET  /healthz
  * Bodies are built once; the handlers do no work per request beyond what fastify does.
  */
@@ -32,6 +33,14 @@ export function createUpstream(): FastifyInstance {
   });
   app.get('/64k', (_req, reply) => {
     void reply.header('content-type', 'application/octet-stream').send(BODY_64K);
+  });
+  const sized = new Map<number, Buffer>();
+  app.get<{ Params: { n: string } }>('/bytes/:n', (req, reply) => {
+    const n = Number(req.params.n);
+    if (!Number.isInteger(n) || n < 1 || n > 16 * 1024 * 1024) return void reply.code(400).send('bad size');
+    let body = sized.get(n);
+    if (!body) sized.set(n, (body = Buffer.alloc(n, 'y')));
+    void reply.header('content-type', 'application/octet-stream').send(body);
   });
   app.get('/healthz', (_req, reply) => {
     void reply.send('ok');

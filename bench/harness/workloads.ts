@@ -26,6 +26,12 @@ export const WORKLOADS: Record<string, Workload> = {
   'get-64k': { name: 'get-64k', description: 'GET, 64 KiB reply', method: 'GET', path: '/64k', replyBytes: 64 * 1024 },
 };
 
+/** GET with a reply of `bytes` bytes (the reply-size curve). */
+export function sizedWorkload(bytes: number): Workload {
+  const name = bytes % (1024 * 1024) === 0 ? `get-${bytes / 1024 / 1024}m` : bytes % 1024 === 0 ? `get-${bytes / 1024}k` : `get-${bytes}b`;
+  return { name, description: `GET, ${bytes}-byte reply`, method: 'GET', path: `/bytes/${bytes}`, replyBytes: bytes };
+}
+
 export function pickWorkloads(names: string[]): Workload[] {
   return names.map((n) => {
     const w = WORKLOADS[n];

@@ -2,6 +2,7 @@ import { bls12_381 } from '@noble/curves/bls12-381.js';
 import { randomBytes } from 'node:crypto';
 import { CbftError, ErrorCodes } from '../errors.js';
 import { toHex } from '../codec/binary.js';
+import * as fast from './mcl.js';
 
 /**
  * Threshold BLS12-381 "short" signatures: signatures in G1 (48 bytes compressed), public keys in
@@ -39,6 +40,38 @@ export interface Dealt {
 export interface Partial {
   index: number;
   signature: Uint8Array;
+}
+
+/**
+ * Which implementation does the public-data operations (verify, verifyPartial, combine): noble
+ * until `usePublicBackend()` loads mcl-wasm (3–4× faster, byte-identical; bench/CRYPTO-BACKENDS.md).
+ * Secret-share operations (deal, partialSign, publicKeyOf) always stay on noble: mcl-wasm's
+ * multiplication is variable-time.
+ */
+let publicOps: 'noble' | 'mcl' = 'noble';
+
+/**
+ * Loads mcl-wasm for verify, verifyPartial and combine (worth it where they are hot: the firewall
+ * nodes). `CBFT_BLS_BACKEND=noble` (or kind 'noble') keeps noble; if mcl-wasm cannot be loaded
+ * noble stays too. Resolves to the backend in use.
+ */
+export async function usePublicBackend(kind: string = process.env.CBFT_BLS_BACKEND ?? 'mcl'): Promise<'noble' | 'mcl'> {
+  if (kind === 'noble') {
+    publicOps = 'noble';
+    return publicOps;
+  }
+  if (kind !== 'mcl') fail(`unknown BLS backend ${JSON.stringify(kind)} (mcl or noble)`);
+  try {
+    await fast.loadMcl();
+    publicOps = 'mcl';
+  } catch {
+    publicOps = 'noble';
+  }
+  return publicOps;
+}
+
+export function publicBackend(): 'noble' | 'mcl' {
+  return publicOps;
 }
 
 function fail(message: string, cause?: unknown): never {
@@ -94,6 +127,7 @@ function remember<V>(cache: Map<string, V>, key: string, value: V): V {
 export function clearCaches(): void {
   g2Cache.clear();
   messageCache.clear();
+  fast.clearMclCaches();
 }
 
 function decodePublicKey(publicKey: Uint8Array): { point: G2Point; precompute: Precompute } {
@@ -252,6 +286,7 @@ export function verifyPartial(sharePublicKey: Uint8Array, message: Uint8Array, p
 }
 
 export function verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  if (publicOps === 'mcl') return fast.verify(publicKey, message, signature, DST);
   let pk: Precompute;
   let sig: G1Point;
   try {
@@ -274,6 +309,24 @@ export function combine(partials: Partial[], threshold?: number): Uint8Array {
     fail(`combine needs ${threshold} partial signatures, got ${partials.length}`);
   }
   const seen = new Set<number>();
+  if (publicOps === 'mcl') {
+    const decoded = partials.map((p) => {
+      const index = checkIndex(p.index);
+      if (seen.has(index)) fail(`duplicate partial for share index ${index}`);
+      seen.add(index);
+      const what = `partial signature of share ${index}`;
+      checkBytes(p.signature, SIGNATURE_BYTES, what);
+      try {
+        return fast.decodeG1(p.signature);
+      } catch (cause) {
+        if (p.signature[0] === 0xc0 && p.signature.every((b, i) => i === 0 || b === 0)) fail(`${what} is the point at infinity`);
+        fail(`${what} is not a valid G1 point in the prime-order subgroup`, cause);
+      }
+    });
+    const out = fast.interpolate(decoded, partials.map((p) => p.index));
+    if (!out) fail('combined signature is the point at infinity');
+    return out;
+  }
   const points: G1Point[] = [];
   for (const p of partials) {
     const index = checkIndex(p.index);

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { toHex } from '../codec/binary.js';
 import { batchMessage } from '../codec/merkle.js';
-import { combine, verify, type Partial } from '../crypto/threshold.js';
+import { combine, usePublicBackend, verify, type Partial } from '../crypto/threshold.js';
 
 /**
  * Where a firewall node does its BLS work. A pairing check costs 16–70 ms of pure JS (more under
@@ -31,11 +31,14 @@ export interface CryptoBackend {
 }
 
 export function inlineBackend(): CryptoBackend {
+  // mcl-wasm for the public-data operations, as in the worker (this process-wide switch only
+  // changes speed: both backends give the same answers and bytes).
+  const ready = usePublicBackend().catch(() => 'noble');
   return {
     kind: 'inline',
-    verify: async (pk, m, s) => verify(pk, m, s),
-    verifyMany: async (m, items) => items.map((i) => verify(i.publicKey, m, i.signature)),
-    combine: async (partials, threshold) => combine(partials, threshold),
+    verify: async (pk, m, s) => (await ready, verify(pk, m, s)),
+    verifyMany: async (m, items) => (await ready, items.map((i) => verify(i.publicKey, m, i.signature))),
+    combine: async (partials, threshold) => (await ready, combine(partials, threshold)),
     close: async () => undefined,
   };
 }

@@ -46,8 +46,14 @@ interface Round {
   expires: number;
 }
 
-/** Submission rounds in flight before new requests wait and join the next, bigger round. */
-export const SUBMIT_WINDOW = 2;
+/**
+ * Submission rounds in flight before new requests wait and join the next, bigger round. One:
+ * every batch costs a partial signature per replica and a pairing per firewall node, and the
+ * whole system is CPU-bound long before the pipeline runs dry, so fewer, bigger batches give more
+ * throughput (bench/PROFILE.md: with 2, batches at 32 connections were a third smaller and CPU
+ * per request higher). The primary still merges rounds of several tops (adaptive batching).
+ */
+export const SUBMIT_WINDOW = 1;
 /** At most this many requests per round (a PBFT batch holds at most 2^depth replies anyway). */
 export const MAX_ROUND = 256;
 

@@ -21,6 +21,16 @@ export interface PbftConfig {
   batchMax?: number;
   /** The primary cuts a partial batch once its oldest request has waited this many ticks. */
   batchDelayTicks?: number;
+  /**
+   * Adaptive batching (instead of batchDelayTicks): the primary cuts a partial batch at the end
+   * of the input that brought its requests (`takeActions`) unless its previous batch of this view
+   * is still in pre-prepare/prepare; then the requests wait and join one bigger batch, cut as
+   * soon as that batch is prepared, or after `batchHoldTicks` at the latest. An idle primary adds
+   * no delay; a busy one makes fewer, bigger batches (signature and pairing costs are per batch).
+   */
+  adaptiveBatching?: boolean;
+  /** Adaptive batching: most ticks a partial batch waits for the previous one to be prepared. */
+  batchHoldTicks?: number;
   /** Base view-change timeout in ticks; doubled by every view change, halved after a timeout period of progress. */
   viewChangeTicks?: number;
   /** Cap on the doubling: the timeout never exceeds viewChangeTicks * 2^this. */
@@ -57,6 +67,8 @@ export interface ResolvedConfig {
   readonly watermarkWindow: number;
   readonly batchMax: number;
   readonly batchDelayTicks: number;
+  readonly adaptiveBatching: boolean;
+  readonly batchHoldTicks: number;
   readonly viewChangeTicks: number;
   readonly maxViewChangeBackoff: number;
   readonly statusTicks: number;
@@ -78,6 +90,7 @@ export const DEFAULT_CONFIG = {
   watermarkWindow: 128,
   batchMax: 64,
   batchDelayTicks: 1,
+  batchHoldTicks: 10,
   viewChangeTicks: 200,
   maxViewChangeBackoff: 6,
   statusTicks: 20,
@@ -120,6 +133,8 @@ export function resolveConfig(input: PbftConfig): ResolvedConfig {
     watermarkWindow,
     batchMax: input.batchMax ?? DEFAULT_CONFIG.batchMax,
     batchDelayTicks: input.batchDelayTicks ?? DEFAULT_CONFIG.batchDelayTicks,
+    adaptiveBatching: input.adaptiveBatching ?? false,
+    batchHoldTicks: input.batchHoldTicks ?? DEFAULT_CONFIG.batchHoldTicks,
     viewChangeTicks,
     maxViewChangeBackoff: input.maxViewChangeBackoff ?? DEFAULT_CONFIG.maxViewChangeBackoff,
     statusTicks: input.statusTicks ?? DEFAULT_CONFIG.statusTicks,
@@ -136,6 +151,7 @@ export function resolveConfig(input: PbftConfig): ResolvedConfig {
   };
   requireInt('batchMax', cfg.batchMax, 1, MAX_BATCH_REQUESTS);
   requireInt('batchDelayTicks', cfg.batchDelayTicks, 0, 1 << 20);
+  requireInt('batchHoldTicks', cfg.batchHoldTicks, 1, 1 << 20);
   requireInt('maxViewChangeBackoff', cfg.maxViewChangeBackoff, 0, 20);
   requireInt('statusTicks', cfg.statusTicks, 1, 1 << 20);
   requireInt('fetchRetryTicks', cfg.fetchRetryTicks, 1, 1 << 20);

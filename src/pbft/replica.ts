@@ -269,6 +269,8 @@ export class Replica {
   }
 
   takeActions(): Action[] {
+    // The end of an input: with adaptive batching, what arrived in it may now form a batch.
+    if (this.config.adaptiveBatching) this.maybePropose(true);
     const actions = this.out;
     this.out = [];
     return actions;
@@ -387,8 +389,11 @@ export class Replica {
     this.maybePropose();
   }
 
-  /** The primary cuts batches: a full one at once, a partial one after batchDelayTicks. */
-  private maybePropose(): void {
+  /**
+   * The primary cuts batches: a full one at once; a partial one after batchDelayTicks, or with
+   * adaptive batching at the end of an input (`endOfInput`) or a tick, once partialBatchDue.
+   */
+  private maybePropose(endOfInput = false): void {
     if (!this.isPrimary() || this.inViewChange || this.diverged || this.nowMs === null || this.entropy === null) return;
     const cfg = this.config;
     while (this.inWindow(this.nextSeq)) {
@@ -401,10 +406,26 @@ export class Replica {
         if (requests.length >= cfg.batchMax) break;
       }
       if (requests.length === 0) return;
-      if (requests.length < cfg.batchMax && this.tickNo - oldestTick < cfg.batchDelayTicks) return;
+      if (requests.length < cfg.batchMax && !this.partialBatchDue(oldestTick, endOfInput)) return;
       this.propose(this.nextSeq, requests);
       this.nextSeq++;
     }
+  }
+
+  /**
+   * Whether a partial batch whose oldest request arrived at `oldestTick` may be cut now. Fixed
+   * batching: after batchDelayTicks. Adaptive: never in the middle of an input (its other requests
+   * would miss the batch); otherwise at once unless this primary's latest batch of the view is
+   * still in pre-prepare/prepare, and then after batchHoldTicks at the latest.
+   */
+  private partialBatchDue(oldestTick: number, endOfInput: boolean): boolean {
+    const cfg = this.config;
+    if (!cfg.adaptiveBatching) return this.tickNo - oldestTick >= cfg.batchDelayTicks;
+    if (this.tickNo - oldestTick >= cfg.batchHoldTicks) return true;
+    if (!endOfInput) return false;
+    const last = this.slots.get(this.nextSeq - 1);
+    const busy = last !== undefined && last.ownPrePrepare !== null && last.prePrepare?.view === this.view && !last.prepared && !last.committed;
+    return !busy;
   }
 
   private propose(seq: number, requests: ClientRequest[]): void {

@@ -233,6 +233,11 @@ export class Journal {
     this.wal.sync();
   }
 
+  /** Hands everything appended to the OS (survives a process crash, not a machine crash). */
+  write(): void {
+    this.wal.write();
+  }
+
   /** Durability barrier that does not block the event loop (see WalFile.flush). */
   flush(): Promise<void> {
     return this.wal.flush();

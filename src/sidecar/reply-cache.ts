@@ -10,6 +10,9 @@ import type { FinishedBatch } from './journal.js';
  * instead of being executed again. Bounded by request count and by bytes (I8); whole batches are
  * evicted oldest first.
  */
+/** Memory per cached request besides its reply and proof bytes (keys, map entries, objects). */
+export const REQUEST_OVERHEAD_BYTES = 512;
+
 export interface CachedBatch extends FinishedBatch {
   /** Per index, present when the batch was signed. */
   proofs: Uint8Array[] | undefined;
@@ -50,9 +53,14 @@ export class ReplyCache {
     if (p === undefined && f.batch.partial !== undefined && f.replies.length > 0 && f.replies.every((r) => r !== undefined)) {
       p = batchTree(f.replies.map((r) => r!.reply), this.depth, f.batch.seed, f.batch.seq).proofs;
     }
-    let bytes = 128 + f.batch.digests.length * 64;
+    // What the entry really holds: besides reply and proof bytes, per request a digest, its hex
+    // key in byDigest, the map entries and the array objects (about 500 bytes, measured).
+    let bytes = 256 + f.batch.digests.length * REQUEST_OVERHEAD_BYTES;
     for (const r of f.replies) if (r) bytes += r.reply.length + 32 * this.depth;
-    const entry: CachedBatch = { ...f, proofs: f.batch.partial !== undefined ? p : undefined, bytes };
+    // Own copies of the digests: the engine's are views into the message that carried the batch,
+    // which a cached view would keep alive (with the whole frame around it) as long as the entry.
+    const batch = { ...f.batch, seed: new Uint8Array(f.batch.seed), digests: f.batch.digests.map((d) => new Uint8Array(d)) };
+    const entry: CachedBatch = { ...f, batch, proofs: f.batch.partial !== undefined ? p : undefined, bytes };
     this.remove(f.batch.seq);
     this.batches.set(f.batch.seq, entry);
     f.batch.digests.forEach((d, index) => this.byDigest.set(toHex(d), { seq: f.batch.seq, index }));

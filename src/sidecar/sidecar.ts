@@ -59,6 +59,14 @@ export interface SidecarOptions {
   recoveryAttempts?: number;
   /** Called when the log cannot be written (default: log and exit the process). */
   onFatal?: (err: unknown) => void;
+  /**
+   * When the log is fdatasync'd (see README, "Durability"): `request` (default) syncs before every
+   * message to peers or tops, at the end of every batch and before each request is sent to the
+   * service, so exactly-once execution (I7) survives a crash of the whole machine; `batch` only
+   * writes (to the OS, which survives a crash of this process) the record that precedes each
+   * request, saving one disk sync per request at the cost of I7 under a machine crash.
+   */
+  walSync?: 'batch' | 'request';
   /** Builds the engine (default: the PBFT Replica). Tests script the shell with a fake. */
   engine?: (config: PbftConfig, crypto: PbftCrypto, restored: RestoredState | undefined) => Engine;
 }
@@ -92,7 +100,13 @@ interface Recovery {
 const BENIGN_PBFT_DROPS = new Set(['duplicate', 'stale-view', 'future-view', 'view-change-in-progress', 'stale-checkpoint', 'rate-limited', 'outside-watermarks', 'unsolicited', 'not-primary']);
 
 export const DEFAULT_COMPACT_MIN_BYTES = 64 * 1024 * 1024;
-export const DEFAULT_REPLY_CACHE_BYTES = 256 * 1024 * 1024;
+/**
+ * Memory bound of the reply cache (its entry bound is pbft.replyCacheSize). 16 MiB hold about
+ * 9k replies of 1 KiB: a minute of history at 150 requests per second (retries and other chains
+ * come within seconds), and keep a sidecar under 150 MiB (bench/PROFILE.md). Raise it with
+ * CBFT_REPLY_CACHE_BYTES for bigger replies or longer retry horizons.
+ */
+export const DEFAULT_REPLY_CACHE_BYTES = 16 * 1024 * 1024;
 
 /**
  * A running replica sidecar: the PBFT engine wrapped with its transport, durable log, executor,
@@ -132,6 +146,8 @@ export class Sidecar {
   private readonly recoveryAttempts: number;
   private readonly compactMinBytes: number;
   private compactAt: number;
+  /** walSync 'request': the start record of every request is on disk before it is sent. */
+  private readonly syncEachRequest: boolean;
 
   /** Engine records since the last compaction, decoded (compactRecords works on them). */
   private engineLog: Array<{ record: PersistRecord; bytes: Uint8Array }>;
@@ -181,6 +197,7 @@ export class Sidecar {
     this.recoveryIntervalMs = o.recoveryIntervalMs ?? 1_000;
     this.recoveryAttempts = o.recoveryAttempts ?? 120;
     this.compactMinBytes = o.compactMinBytes ?? DEFAULT_COMPACT_MIN_BYTES;
+    this.syncEachRequest = (o.walSync ?? 'request') === 'request';
 
     const svc = cluster.service;
     this.requestLimits = { ...DEFAULT_DECODE_LIMITS, maxBody: svc.maxRequestBodyBytes };
@@ -225,6 +242,9 @@ export class Sidecar {
       watermarkWindow: p.watermarkWindow,
       batchMax: p.batchMax,
       batchDelayTicks: p.batchDelayTicks,
+      // Bigger batches under load, none of the tick's delay when idle (see the engine's config).
+      adaptiveBatching: true,
+      batchHoldTicks: Math.max(10, p.batchDelayTicks),
       viewChangeTicks: Math.max(2, p.viewChangeTicks),
       maxClockSkewMs: p.maxClockSkewMs,
       dedupWindow: Math.min(p.replyCacheSize, 1 << 24),
@@ -346,9 +366,13 @@ export class Sidecar {
 
   /**
    * Carries out the engine's actions strictly in order. Persist records are appended to the log
-   * at once; any later action (a send, an execution, a reply) waits until everything appended
-   * before it is durable. The fdatasync runs off the event loop, so the engine keeps taking input
-   * meanwhile; its new actions queue up behind the barrier.
+   * at once. A `send` waits until everything appended before it is on disk (fdatasync): no peer
+   * ever sees a message this replica could forget in a crash of the machine. Other actions (an
+   * execution, a reply from the cache, an event) only need the records handed to the OS first
+   * (a crash of this process loses nothing written): an execution's requests reach the service
+   * only after a later record that is at least written (`start`, see runBatch), and its batch is
+   * synced before any partial signature leaves. The fdatasync runs off the event loop, so the
+   * engine keeps taking input meanwhile; its new actions queue up behind the barrier.
    */
   private drive(): void {
     const taken = this.engine.takeActions();
@@ -365,14 +389,21 @@ export class Sidecar {
         const bytes = encodeRecord(a.record);
         this.journal.append({ kind: 'engine', bytes });
         this.engineLog.push({ record: a.record, bytes });
+        // A new snapshot (a stable checkpoint) makes most earlier records redundant: keep only
+        // what compaction would keep, so memory follows the live state, not the log's size.
+        if (a.record.kind === 'snapshot') this.trimEngineLog();
         this.persistEnd = this.journal.size;
         continue;
       }
-      if (this.journal.durableSize < this.persistEnd) break;
+      if (this.journal.durableSize < this.persistEnd) {
+        if (a.type === 'send') break;
+        this.journal.write();
+      }
       this.actions.shift();
       this.act(a);
     }
-    if (this.journal.durableSize < this.persistEnd) {
+    if (this.actions.length > 0) {
+      // Stopped at a send whose records are not on disk yet: wait for them, then go on.
       this.barrier = true;
       this.journal.flush().then(
         () => {
@@ -383,7 +414,14 @@ export class Sidecar {
       );
       return;
     }
+    this.journal.write();
     this.maybeCompact();
+  }
+
+  /** engineLog := what compactRecords keeps of it (restoring from either is equivalent). */
+  private trimEngineLog(): void {
+    const bytesOf = new Map<PersistRecord, Uint8Array>(this.engineLog.map((e) => [e.record, e.bytes]));
+    this.engineLog = compactRecords(this.engineLog.map((e) => e.record)).map((record) => ({ record, bytes: bytesOf.get(record) ?? encodeRecord(record) }));
   }
 
   private fatal(err: unknown): void {
@@ -536,6 +574,10 @@ export class Sidecar {
     const hit = this.cache.get(key);
     if (hit) {
       this.answerFromCache(top, hit);
+      // A top sends a request to the primary alone at first and needs s+1 partials: when it
+      // comes after the batch ran (the same request through a slower chain), the primary tells
+      // its peers, who answer from their caches, instead of leaving the top to retransmit.
+      if (this.primary === this.index) this.broadcastPeer({ type: 'submitted', digest, top });
       return;
     }
     if (this.submitters.add(key, top)) {
@@ -666,11 +708,15 @@ export class Sidecar {
     m.set(index, s);
   }
 
-  /** Appends a request's new state; `durable` waits until it (and all before it) is on disk. */
+  /**
+   * Appends a request's new state and writes it to the OS at once (a crash of this process loses
+   * nothing); `durable` also waits until it (and all before it) is on disk.
+   */
   private async record(r: JournalRecord & { seq: number; index: number }, s: RequestState, durable: boolean): Promise<void> {
     this.journal.append(r);
     this.setProgress(r.seq, r.index, s);
     if (durable) await this.journal.flush();
+    else this.journal.write();
   }
 
   /** Executes one committed batch (resuming where a crash left it); false if stopped midway. */
@@ -693,8 +739,10 @@ export class Sidecar {
       const u: UpstreamRequest = { seq, timestamp: b.timestamp, seedHex: requestSeedHex(b.seed, seq, index), digest: req.digest, payload: this.requestBytes(req.payload) };
       const result = await executeWithRetry(this.executor, u, {
         signal: this.stopController.signal,
-        // The start record is durable before a single byte goes to the service.
-        beforeSend: () => this.record({ kind: 'start', seq, index }, { state: 'started' }, true),
+        // The start record is in the log before a single byte goes to the service: written to the
+        // OS (a crash of this process cannot lose it), and on disk too unless CBFT_WAL_SYNC=batch
+        // (so a crash of the machine cannot either). See README, "Durability".
+        beforeSend: () => this.record({ kind: 'start', seq, index }, { state: 'started' }, this.syncEachRequest),
         notSent: async (error, attempt, retryInMs) => {
           await this.record({ kind: 'not-sent', seq, index }, { state: 'not-sent' }, true);
           this.upstreamReachable = false;
@@ -708,7 +756,7 @@ export class Sidecar {
       if (result.kind === 'reply') {
         this.metrics.upstreamLatency.observe(result.latencyMs / 1000);
         this.metrics.executions.inc({ outcome: result.note ?? 'reply' });
-        // Made durable with the next request's start record or the batch-done record.
+        // Written now; on disk with the next synced record (at the latest the batch-done record).
         await this.record({ kind: 'done', seq, index, reply: result.reply }, { state: 'done', reply: result.reply }, false);
         if (result.note) this.log.warn({ seq, index, digest: toHex(req.digest), code: result.note }, 'request answered with a fixed canonical error');
       } else {

@@ -25,6 +25,9 @@ export const MAX_RECORD_BYTES = 1024 * 1024 * 1024;
 
 export const WalErrorCode = 'CBFT_ERR_WAL';
 
+/** Compaction writes the new log through a buffer of this size. */
+const REWRITE_CHUNK_BYTES = 1024 * 1024;
+
 export interface WalTruncation {
   /** File offset where the log was cut. */
   offset: number;
@@ -185,6 +188,16 @@ export class WalFile {
     this.pendingBytes += rec.length;
   }
 
+  /**
+   * Writes everything appended so far to the file, i.e. to the operating system's page cache,
+   * without waiting for the disk: from then on a crash of this process loses none of it (a crash
+   * of the machine still may, until the next `sync`/`flush`).
+   */
+  write(): void {
+    if (this.closed) return;
+    this.writePending();
+  }
+
   /** Writes the buffered records to the file (the page cache), without waiting for the disk. */
   private writePending(): void {
     if (this.pending.length === 0) return;
@@ -263,9 +276,36 @@ export class WalFile {
     const fd = openSync(tmp, 'w', 0o600);
     let position = 0;
     try {
-      const parts = [WAL_MAGIC, ...payloads.map(encodeWalRecord)];
-      const buf = Buffer.concat(parts);
-      while (position < buf.length) position += writeSync(fd, buf, position, buf.length - position, position);
+      // Streamed through one 1 MiB buffer: the live state can be tens of MiB, and encoding it all
+      // at once would double the process's memory for a moment (and fragment its heap for good).
+      const chunk = Buffer.allocUnsafe(REWRITE_CHUNK_BYTES);
+      let used = 0;
+      const writeAll = (buf: Uint8Array, length: number) => {
+        let off = 0;
+        while (off < length) off += writeSync(fd, buf, off, length - off, position + off);
+        position += length;
+      };
+      const put = (payload: Uint8Array) => {
+        const size = RECORD_HEADER_BYTES + payload.length;
+        if (used + size > chunk.length) {
+          writeAll(chunk, used);
+          used = 0;
+        }
+        if (size > chunk.length) {
+          const rec = encodeWalRecord(payload);
+          writeAll(rec, rec.length);
+          return;
+        }
+        if (payload.length > MAX_RECORD_BYTES) throw new CbftError(WalErrorCode, `WAL record of ${payload.length} bytes exceeds ${MAX_RECORD_BYTES}`);
+        chunk.writeUInt32BE(payload.length, used);
+        chunk.writeUInt32BE(checksum(chunk.subarray(used, used + 4), payload), used + 4);
+        chunk.set(payload, used + RECORD_HEADER_BYTES);
+        used += size;
+      };
+      chunk.set(WAL_MAGIC, 0);
+      used = WAL_MAGIC.length;
+      for (const p of payloads) put(p);
+      writeAll(chunk, used);
       fsyncSync(fd);
     } catch (err) {
       closeSync(fd);

@@ -16,7 +16,12 @@ Runs one replica's sidecar in front of its copy of the legacy service.
   --bind HOST      listen on HOST instead of the host in the node's URLs (e.g. 0.0.0.0)
 
 Environment: LOG_LEVEL (pino level, default info); CBFT_WAL_COMPACT_BYTES (compact the
-write-ahead log once it exceeds this many bytes, default 64 MiB).
+write-ahead log once it exceeds this many bytes, default 64 MiB); CBFT_REPLY_CACHE_BYTES (memory
+bound of the reply cache, default 16 MiB); CBFT_WAL_SYNC=request|batch
+(request, the default: the log is on disk before every message to peers or tops, at the end of
+every batch and before each request goes to the service, so no crash, not even of the machine,
+makes a request run twice; batch: that last record is only written to the OS, one disk sync per
+request less, and a crash of the machine may re-run the requests of the batch in flight).
 SIGTERM or SIGINT drain the sidecar (the request at the service finishes) and exit 0.`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -43,6 +48,9 @@ export async function run(argv: string[]): Promise<number> {
   const keys = await loadNodeKeys(dir, cluster, id);
   const log = createLogger(id, 'sidecar');
   const compact = process.env.CBFT_WAL_COMPACT_BYTES;
+  const cacheBytes = process.env.CBFT_REPLY_CACHE_BYTES;
+  const walSync = process.env.CBFT_WAL_SYNC ?? 'request';
+  if (walSync !== 'batch' && walSync !== 'request') throw new CbftError(ErrorCodes.USAGE, `CBFT_WAL_SYNC must be batch or request, got ${JSON.stringify(walSync)}`);
   const sidecar = await Sidecar.start({
     cluster,
     keys,
@@ -50,6 +58,8 @@ export async function run(argv: string[]): Promise<number> {
     dataDir: resolve(values.data ?? join(dir, 'data', id)),
     ...(values.bind !== undefined ? { bindHost: values.bind } : {}),
     ...(compact !== undefined ? { compactMinBytes: intOption(compact, 'CBFT_WAL_COMPACT_BYTES', 0) } : {}),
+    walSync,
+    ...(cacheBytes !== undefined ? { replyCacheBytes: intOption(cacheBytes, 'CBFT_REPLY_CACHE_BYTES', 1) } : {}),
     log,
   });
   return await new Promise<number>((done) => {
