@@ -120,6 +120,9 @@ export function createFront(o: FrontOptions): Server {
       requestTimeout: 30_000,
       connectionsCheckingInterval: 1_000,
       noDelay: true,
+      // Checked below instead, so a request without Host gets the firewall's own JSON 400 rather
+      // than node's bare one (with a Date header).
+      requireHostHeader: false,
     },
     (req: IncomingMessage, res: ServerResponse) => {
       const start = performance.now();
@@ -136,6 +139,11 @@ export function createFront(o: FrontOptions): Server {
         logLine({ method, path: target, nonceHex }, status, undefined, start);
       };
       if (state !== 'ok') return early('not_ready', state === 'draining' ? 'the firewall is shutting down' : 'the upper firewall node is unreachable', state === 'draining');
+      // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for more than one Host.
+      const hosts = req.headersDistinct.host?.length ?? 0;
+      if (hosts > 1 || (hosts === 0 && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1)) {
+        return early('malformed_request', 'the request must carry exactly one Host header', true);
+      }
 
       const nonceHeader = req.headers['cbft-nonce'];
       let nonce: Uint8Array;
@@ -200,6 +208,13 @@ export function createFront(o: FrontOptions): Server {
     if (Number(req.headers['content-length'] ?? 0) <= o.maxBodyBytes) res.writeContinue();
     server.emit('request', req, res);
   });
+  const rawError = (socket: Socket, status: number, code: FirewallErrorCode, message: string) => {
+    const body = errorBody(code, message);
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n` +
+        body.toString(),
+    );
+  };
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
@@ -211,11 +226,12 @@ export function createFront(o: FrontOptions): Server {
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
           ? ([408, 'malformed_request'] as const)
           : ([400, 'malformed_request'] as const);
-    const body = errorBody(code, status === 431 ? `request headers exceed ${o.maxHeaderBytes} bytes` : status === 408 ? 'request not received in time' : 'malformed HTTP request');
-    socket.end(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n` +
-        body.toString(),
-    );
+    rawError(socket, status, code, status === 431 ? `request headers exceed ${o.maxHeaderBytes} bytes` : status === 408 ? 'request not received in time' : 'malformed HTTP request');
+  });
+  // CONNECT (authority-form target): without a listener node drops the connection unanswered.
+  server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+    rejected('malformed_request');
+    rawError(socket, 400, 'malformed_request', 'the request cannot be represented (target must be origin-form)');
   });
   return server;
 }

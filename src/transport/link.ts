@@ -4,6 +4,8 @@ import type { IdentitySigner } from '../crypto/identity.js';
 import { encodeFrame, SESSION_BYTES, type FrameMessage } from './frame.js';
 
 export const FRAME_PATH = '/cbft/v1/frames';
+/** On a 409 "stale-session": the start of the receiver's newest session from this sender. */
+export const SESSION_START_HEADER = 'cbft-session-start';
 
 export interface LinkOptions {
   /** The neighbour's peer URL (origin). */
@@ -42,8 +44,8 @@ export interface LinkStats {
  */
 export class Link {
   private readonly pool: Pool;
-  private readonly session = randomBytes(SESSION_BYTES);
-  private readonly sessionStart = Date.now();
+  private session = randomBytes(SESSION_BYTES);
+  private sessionStart = Date.now();
   private counter = 0;
   private queue: FrameMessage[] = [];
   private queuedBytes = 0;
@@ -126,16 +128,20 @@ export class Link {
       return;
     }
     const messages = this.takeFrame();
-    const frame = encodeFrame(
+    this.inFlight = true;
+    void this.deliver(this.encode(messages), messages, 0);
+  }
+
+  private encode(messages: FrameMessage[]): Uint8Array {
+    return encodeFrame(
       { from: this.o.from, to: this.o.to, session: this.session, sessionStart: this.sessionStart, counter: this.counter++ },
       messages,
       this.o.signer,
     );
-    this.inFlight = true;
-    void this.deliver(frame, messages.length, 0);
   }
 
-  private async deliver(frame: Uint8Array, count: number, attempt: number): Promise<void> {
+  private async deliver(frame: Uint8Array, messages: FrameMessage[], attempt: number): Promise<void> {
+    const count = messages.length;
     try {
       const res = await this.pool.request({
         method: 'POST',
@@ -143,8 +149,19 @@ export class Link {
         headers: { 'content-type': 'application/octet-stream' },
         body: frame,
       });
-      await res.body.dump();
-      // 409: the receiver already had this frame (an earlier attempt got through).
+      const text = res.statusCode === 409 ? await res.body.text() : (await res.body.dump(), '');
+      if (res.statusCode === 409 && text === 'stale-session') {
+        // The receiver saw a newer session from us: this process started with a clock behind
+        // the one of an earlier run (e.g. a fast clock that was fixed). Nothing was delivered:
+        // start a session after the receiver's and send these messages again in it.
+        const theirs = Number(res.headers[SESSION_START_HEADER]);
+        if (!Number.isSafeInteger(theirs) || theirs < 0 || theirs >= Number.MAX_SAFE_INTEGER) throw new Error('peer refused our session as stale');
+        this.session = randomBytes(SESSION_BYTES);
+        this.sessionStart = Math.max(Date.now(), theirs + 1);
+        this.counter = 0;
+        throw new StaleSession();
+      }
+      // 409 (replay, too-old): the receiver already had this frame (an earlier attempt got through).
       if (res.statusCode !== 204 && res.statusCode !== 409) {
         // A refused frame (4xx) will be refused again: drop it rather than retry forever.
         if (res.statusCode >= 400 && res.statusCode < 500) throw new LinkRefused(res.statusCode);
@@ -171,9 +188,11 @@ export class Link {
       this.stats.up = false;
       this.stats.retries++;
       this.backoffMs = Math.min(this.o.maxBackoffMs, this.backoffMs === 0 ? this.o.minBackoffMs : this.backoffMs * 2);
+      // In a new session the same messages need a new frame.
+      const next = err instanceof StaleSession ? this.encode(messages) : frame;
       this.retryTimer = setTimeout(() => {
         this.retryTimer = undefined;
-        void this.deliver(frame, count, attempt + 1);
+        void this.deliver(next, messages, attempt + 1);
       }, this.backoffMs);
       this.retryTimer.unref();
     }
@@ -200,6 +219,12 @@ export class Link {
     this.updateQueueStats();
     this.resolveIdle();
     await this.pool.destroy();
+  }
+}
+
+class StaleSession extends Error {
+  constructor() {
+    super('peer refused our session as older than one it saw from us; starting a newer one');
   }
 }
 

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { verifyIdentity } from '../crypto/identity.js';
 import { decodeFrame, type FrameMessage, type MessageKind } from './frame.js';
-import { FRAME_PATH } from './link.js';
+import { FRAME_PATH, SESSION_START_HEADER } from './link.js';
 import { ReplayWindow } from './replay-window.js';
 
 export type DropReason =
@@ -60,7 +60,11 @@ export async function startPeerServer(o: PeerServerOptions): Promise<PeerServer>
 
   const reject = (res: ServerResponse, reason: DropReason, from?: string) => {
     o.onDrop?.(reason, from);
-    res.writeHead(STATUS[reason], { 'content-type': 'text/plain' });
+    const headers: Record<string, string> = { 'content-type': 'text/plain' };
+    // A sender restarted with a clock behind its previous run needs a start after this one.
+    const start = reason === 'stale-session' && from !== undefined ? replay.sessionStart(from) : undefined;
+    if (start !== undefined) headers[SESSION_START_HEADER] = String(start);
+    res.writeHead(STATUS[reason], headers);
     res.end(reason);
   };
 

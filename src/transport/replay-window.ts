@@ -20,6 +20,11 @@ export type ReplayVerdict = 'fresh' | 'replay' | 'stale-session' | 'too-old';
 export class ReplayWindow {
   private readonly senders = new Map<string, SenderState>();
 
+  /** Start of the newest session seen from `from` (a refused older session must start after it). */
+  sessionStart(from: string): number | undefined {
+    return this.senders.get(from)?.start;
+  }
+
   /** Checks and records a frame. Call only after its signature verified. */
   accept(from: string, session: Uint8Array, start: number, counter: number): ReplayVerdict {
     const id = toHex(session);

@@ -41,7 +41,8 @@ export class ManagedChild {
       detached: true,
     });
     const onData = (chunk: Buffer) => {
-      this.log?.write(chunk);
+      // Output can still arrive after 'exit' (the pipes drain later, or a grandchild holds them).
+      if (this.log && !this.log.writableEnded) this.log.write(chunk);
       const text = this.partial + chunk.toString('utf8');
       const lines = text.split('\n');
       this.partial = lines.pop() ?? '';
@@ -53,20 +54,25 @@ export class ManagedChild {
     };
     this.process.stdout!.on('data', onData);
     this.process.stderr!.on('data', onData);
+    // 'close' comes after the pipes drained, so the log file gets everything the child said.
+    this.process.once('close', () => this.endLog());
     this.exited = new Promise((resolve) => {
       this.process.once('exit', (code, signal) => {
         this.exitCode = code;
         this.exitSignal = signal;
-        this.log?.end();
         resolve();
       });
       this.process.once('error', (err) => {
         this.tailLines.push(`failed to start: ${err.message}`);
         this.exitCode = -1;
-        this.log?.end();
+        this.endLog();
         resolve();
       });
     });
+  }
+
+  private endLog(): void {
+    if (this.log && !this.log.writableEnded) this.log.end();
   }
 
   get alive(): boolean {
