@@ -9,7 +9,8 @@ import type { CryptoRequest, CryptoResponse } from './crypto-pool.js';
  * and combine (public data only) run on mcl-wasm, 3–4× faster than noble with the same bytes
  * (CBFT_BLS_BACKEND=noble keeps noble).
  */
-const ready = usePublicBackend();
+// A backend that cannot load leaves noble in place (same answers, slower).
+const ready = usePublicBackend().catch(() => 'noble');
 function handle(req: CryptoRequest): CryptoResponse {
   try {
     switch (req.op) {

@@ -107,6 +107,9 @@ export async function startFirewallNode(o: FirewallNodeOptions): Promise<Firewal
   const registry = createRegistry(entry.id, role);
   let queueRef: ReleaseQueue<unknown> | undefined;
   const metrics = new FirewallMetrics(registry, () => queueRef?.size ?? 0, log);
+  // Checked here: the crypto worker would otherwise die on it and fail every verification.
+  const bls = process.env.CBFT_BLS_BACKEND;
+  if (bls !== undefined && bls !== 'mcl' && bls !== 'noble') throw new CbftError(ErrorCodes.USAGE, `CBFT_BLS_BACKEND must be mcl or noble, got ${JSON.stringify(bls)}`);
   const workerFile = o.cryptoWorker instanceof URL ? o.cryptoWorker : o.cryptoWorker === false ? undefined : defaultWorkerFile();
   const backend: CryptoBackend = workerFile ? workerBackend(workerFile) : inlineBackend();
   const verifier = new RootVerifier(fromHex(cluster.servicePublicKey), cluster.merkleDepth, backend, (sec) => metrics.verifySeconds.observe(sec));

@@ -269,8 +269,10 @@ export class Replica {
   }
 
   takeActions(): Action[] {
-    // The end of an input: with adaptive batching, what arrived in it may now form a batch.
-    if (this.config.adaptiveBatching) this.maybePropose(true);
+    // The end of an input: with adaptive batching, what arrived in it may now form a batch. While
+    // the previous batch is being prepared only a full batch or an expired hold could be cut, and
+    // those are cut where they arise (on arrival, on a tick): skip the scan of pending requests.
+    if (this.config.adaptiveBatching && this.isPrimary() && !this.previousBatchBusy()) this.maybePropose(true);
     const actions = this.out;
     this.out = [];
     return actions;
@@ -422,10 +424,13 @@ export class Replica {
     const cfg = this.config;
     if (!cfg.adaptiveBatching) return this.tickNo - oldestTick >= cfg.batchDelayTicks;
     if (this.tickNo - oldestTick >= cfg.batchHoldTicks) return true;
-    if (!endOfInput) return false;
+    return endOfInput && !this.previousBatchBusy();
+  }
+
+  /** Whether this primary's latest batch of the current view is still in pre-prepare/prepare. */
+  private previousBatchBusy(): boolean {
     const last = this.slots.get(this.nextSeq - 1);
-    const busy = last !== undefined && last.ownPrePrepare !== null && last.prePrepare?.view === this.view && !last.prepared && !last.committed;
-    return !busy;
+    return last !== undefined && last.ownPrePrepare !== null && last.prePrepare?.view === this.view && !last.prepared && !last.committed;
   }
 
   private propose(seq: number, requests: ClientRequest[]): void {

@@ -3,13 +3,6 @@ import type { PartialReplies } from '../wire/payloads.js';
 import { batchTree } from './batch.js';
 import type { FinishedBatch } from './journal.js';
 
-/**
- * The bounded reply cache: the replies of recently executed batches, with their proofs and the
- * batch's partial signature, so a request submitted again (a retry with the same nonce, or the
- * same request through another chain) is answered with exactly the same reply, proof and partial
- * instead of being executed again. Bounded by request count and by bytes (I8); whole batches are
- * evicted oldest first.
- */
 /** Memory per cached request besides its reply and proof bytes (keys, map entries, objects). */
 export const REQUEST_OVERHEAD_BYTES = 512;
 
@@ -24,6 +17,13 @@ export interface CacheHit {
   index: number;
 }
 
+/**
+ * The bounded reply cache: the replies of recently executed batches, with their proofs and the
+ * batch's partial signature, so a request submitted again (a retry with the same nonce, or the
+ * same request through another chain) is answered with exactly the same reply, proof and partial
+ * instead of being executed again. Bounded by request count and by bytes (I8); whole batches are
+ * evicted oldest first.
+ */
 export class ReplyCache {
   private readonly batches = new Map<number, CachedBatch>();
   private readonly byDigest = new Map<string, { seq: number; index: number }>();

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { CbftError } from '../errors.js';
 import type { Registry } from 'prom-client';
 import { fromHex, toHex } from '../codec/binary.js';
 import { DEFAULT_DECODE_LIMITS, decodeReply, decodeRequest, type DecodeLimits } from '../codec/canonical.js';
@@ -38,7 +39,7 @@ import { Journal, type FinishedBatch, type JournalRecord, type RequestState } fr
 import { LogLimiter, createSidecarMetrics, type SidecarMetrics } from './metrics.js';
 import { decodePeerMessage, encodePeerMessage, type PeerMessage } from './peer-messages.js';
 import { ReplyCache, Submitters, partialFromCache, type CacheHit } from './reply-cache.js';
-import { walPath } from './wal.js';
+import { WalErrorCode, walPath } from './wal.js';
 
 export interface SidecarOptions {
   cluster: ClusterConfig;
@@ -397,7 +398,7 @@ export class Sidecar {
       }
       if (this.journal.durableSize < this.persistEnd) {
         if (a.type === 'send') break;
-        this.journal.write();
+        if (!this.writeLog()) return;
       }
       this.actions.shift();
       this.act(a);
@@ -414,8 +415,18 @@ export class Sidecar {
       );
       return;
     }
-    this.journal.write();
-    this.maybeCompact();
+    if (this.writeLog()) this.maybeCompact();
+  }
+
+  /** Hands the appended records to the OS; a failing disk is fatal, as a failing sync is. */
+  private writeLog(): boolean {
+    try {
+      this.journal.write();
+      return true;
+    } catch (err) {
+      this.fatal(err);
+      return false;
+    }
   }
 
   /** engineLog := what compactRecords keeps of it (restoring from either is equivalent). */
@@ -716,7 +727,7 @@ export class Sidecar {
     this.journal.append(r);
     this.setProgress(r.seq, r.index, s);
     if (durable) await this.journal.flush();
-    else this.journal.write();
+    else if (!this.writeLog()) throw new CbftError(WalErrorCode, 'the write-ahead log cannot be written');
   }
 
   /** Executes one committed batch (resuming where a crash left it); false if stopped midway. */

@@ -296,7 +296,6 @@ export class WalFile {
           writeAll(rec, rec.length);
           return;
         }
-        if (payload.length > MAX_RECORD_BYTES) throw new CbftError(WalErrorCode, `WAL record of ${payload.length} bytes exceeds ${MAX_RECORD_BYTES}`);
         chunk.writeUInt32BE(payload.length, used);
         chunk.writeUInt32BE(checksum(chunk.subarray(used, used + 4), payload), used + 4);
         chunk.set(payload, used + RECORD_HEADER_BYTES);

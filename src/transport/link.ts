@@ -6,6 +6,10 @@ import { encodeFrame, SESSION_BYTES, type FrameMessage } from './frame.js';
 export const FRAME_PATH = '/cbft/v1/frames';
 /** On a 409 "stale-session": the start of the receiver's newest session from this sender. */
 export const SESSION_START_HEADER = 'cbft-session-start';
+/** Longest reason text read from a refusing peer. */
+const MAX_REASON_BYTES = 64;
+/** How far ahead of our clock a peer's session start may be for us to start after it. */
+const MAX_SESSION_LEAD_MS = 24 * 60 * 60 * 1000;
 
 export interface LinkOptions {
   /** The neighbour's peer URL (origin). */
@@ -149,13 +153,17 @@ export class Link {
         headers: { 'content-type': 'application/octet-stream' },
         body: frame,
       });
-      const text = res.statusCode === 409 ? await res.body.text() : (await res.body.dump(), '');
+      // The reason of a 409 is a short word; anything longer is not read (bounded memory).
+      const short = Number(res.headers['content-length']) <= MAX_REASON_BYTES;
+      const text = res.statusCode === 409 && short ? await res.body.text() : (await res.body.dump(), '');
       if (res.statusCode === 409 && text === 'stale-session') {
         // The receiver saw a newer session from us: this process started with a clock behind
         // the one of an earlier run (e.g. a fast clock that was fixed). Nothing was delivered:
-        // start a session after the receiver's and send these messages again in it.
+        // start a session after the receiver's and send these messages again in it. The header
+        // is not authenticated: a start further ahead than MAX_SESSION_LEAD_MS is not followed
+        // (the frame is dropped as refused), so nobody can push our sessions out of range.
         const theirs = Number(res.headers[SESSION_START_HEADER]);
-        if (!Number.isSafeInteger(theirs) || theirs < 0 || theirs >= Number.MAX_SAFE_INTEGER) throw new Error('peer refused our session as stale');
+        if (!Number.isSafeInteger(theirs) || theirs < 0 || theirs > Date.now() + MAX_SESSION_LEAD_MS) throw new LinkRefused(409);
         this.session = randomBytes(SESSION_BYTES);
         this.sessionStart = Math.max(Date.now(), theirs + 1);
         this.counter = 0;

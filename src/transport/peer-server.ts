@@ -60,7 +60,8 @@ export async function startPeerServer(o: PeerServerOptions): Promise<PeerServer>
 
   const reject = (res: ServerResponse, reason: DropReason, from?: string) => {
     o.onDrop?.(reason, from);
-    const headers: Record<string, string> = { 'content-type': 'text/plain' };
+    // Content-length set: the sender reads a reason only when it is declared short.
+    const headers: Record<string, string> = { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(reason)) };
     // A sender restarted with a clock behind its previous run needs a start after this one.
     const start = reason === 'stale-session' && from !== undefined ? replay.sessionStart(from) : undefined;
     if (start !== undefined) headers[SESSION_START_HEADER] = String(start);

@@ -60,6 +60,8 @@ export class ManagedChild {
       this.process.once('exit', (code, signal) => {
         this.exitCode = code;
         this.exitSignal = signal;
+        // A grandchild holding the pipes would delay 'close' for ever: end the log regardless.
+        setTimeout(() => this.endLog(), 2_000).unref();
         resolve();
       });
       this.process.once('error', (err) => {

@@ -34,7 +34,7 @@ const RSS_BOUND = 150 * 1024 * 1024;
 afterAll(async () => {
   await fc?.stop();
   const all = publishRows(rows);
-  console.log(`\n[faults] results (also in test/faults/RESULTS.md):\n${formatTable(all)}\n`);
+  console.log(`\n[faults] results (kept in test/faults/RESULTS.md by npm run test:faults):\n${formatTable(all)}\n`);
 }, 60_000);
 
 const port = (url: string) => Number(new URL(url).port);

@@ -23,7 +23,7 @@ const counting = () => countingCluster!;
 afterAll(async () => {
   await Promise.all([bankCluster?.stop(), countingCluster?.stop()]);
   const all = publishRows(rows);
-  console.log(`\n[faults] results (also in test/faults/RESULTS.md):\n${formatTable(all)}\n`);
+  console.log(`\n[faults] results (kept in test/faults/RESULTS.md by npm run test:faults):\n${formatTable(all)}\n`);
 }, 60_000);
 
 describe('firewall faults under load (chains of 3 nodes)', () => {

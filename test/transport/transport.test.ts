@@ -152,3 +152,51 @@ describe('payloads', () => {
     expect(() => decodePartialReplies(encodePartialReplies({ ...p, items: [] }), 100)).toThrow(/0 items/);
   });
 });
+
+describe('a link facing a hostile peer', () => {
+  // The peer (or anyone on a plain-http path) answers every frame with 409 "stale-session" and
+  // an unauthenticated session start, or with a huge 409 body.
+  async function hostile(answer: (res: import('node:http').ServerResponse) => void) {
+    const { createServer } = await import('node:http');
+    let frames = 0;
+    const server = createServer((req, res) => {
+      frames++;
+      req.resume();
+      req.on('end', () => answer(res));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise((resolve) => server.close(() => resolve())));
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    return { url: `http://127.0.0.1:${port}`, frames: () => frames };
+  }
+
+  it('does not follow a session start far in the future: the frame is dropped, the link goes on', async () => {
+    const peer = await hostile((res) => {
+      res.writeHead(409, { 'content-type': 'text/plain', 'content-length': '13', 'cbft-session-start': String(Date.now() + 30 * 24 * 3600_000) });
+      res.end('stale-session');
+    });
+    const link = new Link({ url: peer.url, from: 'a', to: 'b', signer: signerA, minBackoffMs: 5, maxBackoffMs: 20 });
+    closers.push(() => link.close());
+    link.send(MessageKind.Pbft, utf8('one'));
+    await link.idle();
+    link.send(MessageKind.Pbft, utf8('two'));
+    await link.idle();
+    // Each message went out once and was refused, not retried for ever in ever newer sessions.
+    expect(peer.frames()).toBe(2);
+    expect(link.stats.retries).toBe(0);
+  });
+
+  it('does not read a long 409 body (one that never ends would hold the link for ever)', async () => {
+    const peer = await hostile((res) => {
+      res.writeHead(409, { 'content-type': 'text/plain', 'content-length': String(64 * 1024 * 1024) });
+      res.write(Buffer.alloc(256 * 1024, 0x41)); // and never the rest
+    });
+    const link = new Link({ url: peer.url, from: 'a', to: 'b', signer: signerA, minBackoffMs: 5, maxBackoffMs: 20 });
+    closers.push(() => link.close());
+    link.send(MessageKind.Pbft, utf8('one'));
+    await link.idle();
+    // A 409 that is not a short "stale-session" means "already delivered".
+    expect(peer.frames()).toBe(1);
+    expect(link.stats.framesSent).toBe(1);
+  }, 10_000);
+});

@@ -11,7 +11,10 @@ the last node of the chain is the top (it talks to the sidecars), any other is a
   --id ID                this node's id, e.g. fw-0-0
   --bind HOST            listen on HOST (e.g. 0.0.0.0) instead of the hosts in cluster.json
   --drain-ms MS          on SIGTERM, wait this long for queued requests (default: request timeout + 1000)
-  --max-connections N    client connections the bottom accepts at once (default 10000)`;
+  --max-connections N    client connections the bottom accepts at once (default 10000)
+
+Environment: LOG_LEVEL (pino level, default info); CBFT_BLS_BACKEND=mcl|noble (the library that
+verifies and combines threshold signatures: mcl-wasm, the default, or @noble/curves; same answers).`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommand(argv, {

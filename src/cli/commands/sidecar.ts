@@ -18,7 +18,7 @@ Runs one replica's sidecar in front of its copy of the legacy service.
 Environment: LOG_LEVEL (pino level, default info); CBFT_WAL_COMPACT_BYTES (compact the
 write-ahead log once it exceeds this many bytes, default 64 MiB); CBFT_REPLY_CACHE_BYTES (memory
 bound of the reply cache, default 16 MiB); CBFT_WAL_SYNC=request|batch
-(request, the default: the log is on disk before every message to peers or tops, at the end of
+(request, the default: the log is on disk before every PBFT message leaves, at the end of
 every batch and before each request goes to the service, so no crash, not even of the machine,
 makes a request run twice; batch: that last record is only written to the OS, one disk sync per
 request less, and a crash of the machine may re-run the requests of the batch in flight).

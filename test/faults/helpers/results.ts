@@ -1,9 +1,9 @@
 // The results table of the fault suite: one row per fault or bad input, printed at the end of
-// each test file and kept in test/faults/RESULTS.md (with the date). Test files run in parallel
-// workers, so each one merges its own rows into the file under a lock (rows are keyed by name;
-// the machine-readable copy lives in a comment at the end of RESULTS.md).
+// each test file and kept in test/faults/RESULTS.md (with the date) by `npm run test:faults`.
+// Each file merges its own rows into the table (rows are keyed by name; the machine-readable copy
+// lives in a comment at the end of RESULTS.md).
 
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,44 +87,20 @@ ${END}
 `;
 }
 
-function withLock<T>(fn: () => T): T {
-  const lock = RESULTS_FILE + '.lock';
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      try {
-        if (Date.now() - statSync(lock).mtimeMs > 30_000) rmSync(lock, { recursive: true, force: true });
-      } catch {
-        // gone meanwhile
-      }
-      if (Date.now() > deadline) break; // give up on the lock rather than on the results
-      const until = Date.now() + 50;
-      while (Date.now() < until) {
-        // short spin: this runs once per test file
-      }
-    }
-  }
-  try {
-    return fn();
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
-}
-
-/** Merges these rows into RESULTS.md (replacing rows of the same name); returns all rows. */
+/**
+ * Merges these rows into the table (replacing rows of the same name) and returns all rows. The
+ * file is rewritten only by `npm run test:faults` (CBFT_FAULTS_RESULTS=1), so `npm test` leaves
+ * the tree clean; the files run one after another (vitest.heavy.config.ts), so no lock is needed.
+ */
 export function publishRows(rows: readonly Row[]): Row[] {
-  if (rows.length === 0) return readRows();
-  return withLock(() => {
-    const names = new Set(rows.map((r) => r.name));
-    const all = [...readRows().filter((r) => !names.has(r.name)), ...rows].sort((a, b) => a.group - b.group || a.order - b.order);
-    const tmp = RESULTS_FILE + '.tmp';
+  const names = new Set(rows.map((r) => r.name));
+  const all = [...readRows().filter((r) => !names.has(r.name)), ...rows].sort((a, b) => a.group - b.group || a.order - b.order);
+  if (rows.length > 0 && process.env.CBFT_FAULTS_RESULTS === '1') {
+    const tmp = `${RESULTS_FILE}.${process.pid}.tmp`;
     writeFileSync(tmp, render(all));
     renameSync(tmp, RESULTS_FILE);
-    return all;
-  });
+  }
+  return all;
 }
 
 export function today(): string {
