@@ -1,4 +1,4 @@
-import { loadAverage, machineDescription, numberOption, parseOptions } from './lib/timing.js';
+import { connectionsOption, listOption, loadAverage, machineDescription, MATRIX_OPTIONS, parseOptions, runOptions } from './lib/timing.js';
 import { runMatrix, type Target } from './harness/matrix.js';
 import { summarize, writeResults } from './harness/results.js';
 import { startService, type RunningService } from './harness/service.js';
@@ -13,27 +13,16 @@ import { pickWorkloads, WORKLOADS } from './harness/workloads.js';
  * service is its own process; CPU and peak RSS are read from /proc per process. Writes
  * bench/results/latest.json and latest.md, and prints the table.
  */
-const list = (v: string | boolean | undefined, fallback: string[]) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : fallback);
 
 export async function main(args: string[]): Promise<void> {
   const opts = parseOptions(args, {
-    duration: 'string',
-    warmup: 'string',
-    repeat: 'string',
-    connections: 'string',
-    workloads: 'string',
+    ...MATRIX_OPTIONS,
     targets: 'string',
   });
-  const durationSec = numberOption(opts, 'duration', 5);
-  const warmupSec = opts.warmup === '0' ? 0 : numberOption(opts, 'warmup', 1);
-  const repeat = numberOption(opts, 'repeat', 2);
-  const connections = list(opts.connections, ['1', '32']).map((c) => {
-    const n = Number(c);
-    if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`bad --connections value ${c}`);
-    return n;
-  });
-  const workloads = pickWorkloads(list(opts.workloads, Object.keys(WORKLOADS)));
-  const targetNames = list(opts.targets, ['direct', 'proxy']);
+  const { durationSec, warmupSec, repeat } = runOptions(opts, { duration: 5, repeat: 2 });
+  const connections = connectionsOption(opts, ['1', '32']);
+  const workloads = pickWorkloads(listOption(opts, 'workloads', Object.keys(WORKLOADS)));
+  const targetNames = listOption(opts, 'targets', ['direct', 'proxy']);
   for (const t of targetNames) if (t !== 'direct' && t !== 'proxy') throw new Error(`unknown target ${t}; baseline knows direct, proxy`);
 
   const machine = machineDescription();

@@ -1,4 +1,4 @@
-import { loadAverage, machineDescription, numberOption, parseOptions } from './lib/timing.js';
+import { connectionsOption, listOption, loadAverage, machineDescription, MATRIX_OPTIONS, parseOptions, runOptions } from './lib/timing.js';
 import { startCbftTarget } from './harness/cbft.js';
 import { runMatrix } from './harness/matrix.js';
 import { startReferences } from './harness/reference.js';
@@ -17,7 +17,6 @@ import { sizedWorkload, WORKLOADS, type Workload } from './harness/workloads.js'
  * One cluster runs at a time; each is measured back to back with the proxy, and every line is a
  * line of the same table as `npm run bench`. Writes bench/results/curves.{json,md}.
  */
-const list = (v: string | boolean | undefined, fallback: string[]) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : fallback);
 
 function parseSize(s: string): number {
   const m = /^(\d+)([kKmM]?)$/.exec(s);
@@ -34,15 +33,13 @@ interface Config {
 }
 
 export async function main(args: string[]): Promise<void> {
-  const opts = parseOptions(args, { duration: 'string', warmup: 'string', repeat: 'string', connections: 'string', sizes: 'string', s: 'string', 'chain-lengths': 'string', only: 'string' });
-  const durationSec = numberOption(opts, 'duration', 3);
-  const warmupSec = opts.warmup === '0' ? 0 : numberOption(opts, 'warmup', 1);
-  const repeat = numberOption(opts, 'repeat', 1);
-  const connections = list(opts.connections, ['1', '32']).map(Number);
-  const sizes = list(opts.sizes, ['1k', '4k', '16k', '64k', '256k', '1m']).map(parseSize);
-  const ss = list(opts.s, ['1', '2']).map(Number);
-  const lengths = list(opts['chain-lengths'], ['2', '3', '4']).map(Number);
-  const only = new Set(list(opts.only, ['size', 's', 'chain']));
+  const opts = parseOptions(args, { ...MATRIX_OPTIONS, sizes: 'string', s: 'string', 'chain-lengths': 'string', only: 'string' });
+  const { durationSec, warmupSec, repeat } = runOptions(opts, { duration: 3, repeat: 1 });
+  const connections = connectionsOption(opts, ['1', '32']);
+  const sizes = listOption(opts, 'sizes', ['1k', '4k', '16k', '64k', '256k', '1m']).map(parseSize);
+  const ss = listOption(opts, 's', ['1', '2']).map(Number);
+  const lengths = listOption(opts, 'chain-lengths', ['2', '3', '4']).map(Number);
+  const only = new Set(listOption(opts, 'only', ['size', 's', 'chain']));
   const get1k = WORKLOADS['get-1k']!;
 
   const configs: Config[] = [];

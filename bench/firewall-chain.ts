@@ -1,12 +1,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'undici';
 import { generateCluster, portCount, writeCluster } from '../src/cluster/keygen.js';
 import { ManagedChild } from '../src/up/child.js';
 import { CLI_PATH } from '../src/up/local-cluster.js';
 import { findFreeRange } from '../src/up/ports.js';
-import { loadAverage, machineDescription, numberOption, parseOptions } from './lib/timing.js';
+import { waitReady } from './lib/admin.js';
+import { connectionsOption, listOption, loadAverage, machineDescription, MATRIX_OPTIONS, parseOptions, runOptions } from './lib/timing.js';
 import { runMatrix, type Target } from './harness/matrix.js';
 import { startReferences } from './harness/reference.js';
 import { summarize, writeResults } from './harness/results.js';
@@ -23,30 +23,12 @@ import { pickWorkloads } from './harness/workloads.js';
  * the bench upstream, in the same run. Front CPU = the two firewall processes; service CPU = the
  * fake replicas. Writes bench/results/firewall.{json,md}. Formerly test/firewall/throughput.test.ts.
  */
-const list = (v: string | boolean | undefined, fallback: string[]) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : fallback);
-
-async function waitReady(adminUrl: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      const res = await request(adminUrl + '/readyz');
-      await res.body.dump();
-      if (res.statusCode === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${adminUrl} not ready after ${timeoutMs} ms`);
-}
 
 export async function main(args: string[]): Promise<void> {
-  const opts = parseOptions(args, { duration: 'string', warmup: 'string', repeat: 'string', connections: 'string', workloads: 'string' });
-  const durationSec = numberOption(opts, 'duration', 5);
-  const warmupSec = opts.warmup === '0' ? 0 : numberOption(opts, 'warmup', 1);
-  const repeat = numberOption(opts, 'repeat', 2);
-  const connections = list(opts.connections, ['32', '128']).map(Number);
-  const workloads = pickWorkloads(list(opts.workloads, ['get-1k']));
+  const opts = parseOptions(args, MATRIX_OPTIONS);
+  const { durationSec, warmupSec, repeat } = runOptions(opts, { duration: 5, repeat: 2 });
+  const connections = connectionsOption(opts, ['32', '128']);
+  const workloads = pickWorkloads(listOption(opts, 'workloads', ['get-1k']));
   const machine = machineDescription();
   const loadBefore = loadAverage();
   const base = await mkdtemp(join(tmpdir(), 'cbft-bench-fw-'));

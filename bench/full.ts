@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { replaceReadmeSection } from './lib/readme.js';
-import { loadAverage, machineDescription, numberOption, parseOptions } from './lib/timing.js';
+import { connectionsOption, listOption, loadAverage, machineDescription, MATRIX_OPTIONS, parseOptions, runOptions } from './lib/timing.js';
 import { startCbftTarget, type CbftTarget } from './harness/cbft.js';
 import { runMatrix, type Target } from './harness/matrix.js';
 import { startReferences, type References } from './harness/reference.js';
@@ -23,7 +23,6 @@ import { pickWorkloads, WORKLOADS } from './harness/workloads.js';
  *   --targets direct,proxy,cbft,cbft-2chains --profile DIR (V8 CPU profiles of every cbft process)
  *   --name latest (results file name) --readme (write the table into README.md's Performance section)
  */
-const list = (v: string | boolean | undefined, fallback: string[]) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : fallback);
 
 export const CBFT_TARGETS: Record<string, { replicas: number; chains: number; chainLength: number; spread: boolean; description: string }> = {
   cbft: { replicas: 4, chains: 1, chainLength: 2, spread: false, description: '4 replicas (s = 1), one chain of 2 firewall nodes' },
@@ -91,26 +90,16 @@ export function cpuByRoleTable(runs: RunRecord[]): string {
 
 export async function main(args: string[]): Promise<void> {
   const opts = parseOptions(args, {
-    duration: 'string',
-    warmup: 'string',
-    repeat: 'string',
-    connections: 'string',
-    workloads: 'string',
+    ...MATRIX_OPTIONS,
     targets: 'string',
     profile: 'string',
     name: 'string',
     readme: 'boolean',
   });
-  const durationSec = numberOption(opts, 'duration', 4);
-  const warmupSec = opts.warmup === '0' ? 0 : numberOption(opts, 'warmup', 1);
-  const repeat = numberOption(opts, 'repeat', 2);
-  const connections = list(opts.connections, ['1', '32']).map((c) => {
-    const n = Number(c);
-    if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`bad --connections value ${c}`);
-    return n;
-  });
-  const workloads = pickWorkloads(list(opts.workloads, Object.keys(WORKLOADS)));
-  const targetNames = list(opts.targets, ['direct', 'proxy', ...Object.keys(CBFT_TARGETS)]);
+  const { durationSec, warmupSec, repeat } = runOptions(opts, { duration: 4, repeat: 2 });
+  const connections = connectionsOption(opts, ['1', '32']);
+  const workloads = pickWorkloads(listOption(opts, 'workloads', Object.keys(WORKLOADS)));
+  const targetNames = listOption(opts, 'targets', ['direct', 'proxy', ...Object.keys(CBFT_TARGETS)]);
   for (const t of targetNames) if (t !== 'direct' && t !== 'proxy' && !CBFT_TARGETS[t]) throw new Error(`unknown target ${t}; known: direct, proxy, ${Object.keys(CBFT_TARGETS).join(', ')}`);
   const profileDir = typeof opts.profile === 'string' ? opts.profile : undefined;
 

@@ -1,11 +1,11 @@
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'undici';
 import { generateCluster, portCount, writeCluster } from '../src/cluster/keygen.js';
 import { ManagedChild } from '../src/up/child.js';
 import { CLI_PATH } from '../src/up/local-cluster.js';
 import { findFreeRange } from '../src/up/ports.js';
+import { metric, waitReady } from './lib/admin.js';
 import { loadAverage, machineDescription, numberOption, parseOptions } from './lib/timing.js';
 import { ProcessSampler } from './harness/procstat.js';
 import { startService, type RunningService } from './harness/service.js';
@@ -22,33 +22,6 @@ import { BenchTopClient, canonicalRequest } from './harness/top-client.js';
  * restart-to-caught-up time. --data puts the cluster and the write-ahead logs under DIR (e.g.
  * /dev/shm: fsync becomes free, an upper bound). Formerly test/sidecar/bench.test.ts.
  */
-async function metric(adminUrl: string, name: string): Promise<number | undefined> {
-  const res = await request(adminUrl + '/metrics');
-  const text = await res.body.text();
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (!(rest.startsWith('{') || rest.startsWith(' '))) continue;
-    return Number(line.split(' ').pop());
-  }
-  return undefined;
-}
-
-async function waitReady(adminUrl: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      const res = await request(adminUrl + '/readyz');
-      await res.body.dump();
-      if (res.statusCode === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${adminUrl} not ready after ${timeoutMs} ms`);
-}
-
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;

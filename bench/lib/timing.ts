@@ -102,3 +102,30 @@ export function numberOption(opts: Record<string, string | boolean>, name: strin
   if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number`);
   return n;
 }
+
+/** A comma-separated option as a list (the fallback when absent). */
+export function listOption(opts: Record<string, string | boolean>, name: string, fallback: string[]): string[] {
+  const v = opts[name];
+  return typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : fallback;
+}
+
+/** `--connections 1,32`: integers in 1..1024. */
+export function connectionsOption(opts: Record<string, string | boolean>, fallback: string[]): number[] {
+  return listOption(opts, 'connections', fallback).map((c) => {
+    const n = Number(c);
+    if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`bad --connections value ${c}`);
+    return n;
+  });
+}
+
+/** The options every load-matrix suite takes. */
+export const MATRIX_OPTIONS = { duration: 'string', warmup: 'string', repeat: 'string', connections: 'string', workloads: 'string' } as const;
+
+/** `--duration S --warmup S --repeat N` (warm-up may be 0), with the suite's defaults. */
+export function runOptions(opts: Record<string, string | boolean>, defaults: { duration: number; repeat: number }): { durationSec: number; warmupSec: number; repeat: number } {
+  return {
+    durationSec: numberOption(opts, 'duration', defaults.duration),
+    warmupSec: opts.warmup === '0' ? 0 : numberOption(opts, 'warmup', 1),
+    repeat: numberOption(opts, 'repeat', defaults.repeat),
+  };
+}

@@ -233,19 +233,7 @@ export async function startSidecar(dir: string, id: string, upstream: string, en
   return proc;
 }
 
-/** Reads one series value (first match, any labels) from a node's /metrics. */
-export async function metric(adminUrl: string, name: string, labels?: string): Promise<number | undefined> {
-  const res = await request(adminUrl + '/metrics');
-  const text = await res.body.text();
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (!(rest.startsWith('{') || rest.startsWith(' '))) continue;
-    if (labels && !line.includes(labels)) continue;
-    return Number(line.split(' ').pop());
-  }
-  return undefined;
-}
+export { metric } from '../../bench/lib/admin.js';
 
 export async function sumMetric(adminUrl: string, name: string, labels?: string): Promise<number> {
   const res = await request(adminUrl + '/metrics');
