@@ -9,7 +9,7 @@ import { metric, waitReady } from './lib/admin.js';
 import { loadAverage, machineDescription, numberOption, parseOptions } from './lib/timing.js';
 import { ProcessSampler } from './harness/procstat.js';
 import { startService, type RunningService } from './harness/service.js';
-import { BenchTopClient, canonicalRequest } from './harness/top-client.js';
+import { TopClient, canonicalRequest } from './harness/top-client.js';
 
 /**
  * `npm run bench -- sidecar [--clients 128] [--duration 10] [--verify] [--data DIR] [--no-restart]`
@@ -54,7 +54,7 @@ export async function main(args: string[]): Promise<void> {
     await waitReady(r.adminUrl);
     return child;
   };
-  const top = new BenchTopClient(cluster, keys, 2_000, verifySigs);
+  const top = new TopClient(cluster, keys, 0, 2_000, verifySigs);
   try {
     for (let i = 0; i < replicas; i++) upstreams.push(await startService(`upstream-${i}`, new URL('./harness/upstream.js', import.meta.url)));
     for (let i = 0; i < replicas; i++) await startSidecar(i);
@@ -70,7 +70,7 @@ export async function main(args: string[]): Promise<void> {
         Array.from({ length: clients }, async (_, c) => {
           for (let k = 0; Date.now() < until; k++) {
             const t = performance.now();
-            await top.submit(canonicalRequest('GET', `/json?${label}-${c}-${k}`));
+            await top.submit(canonicalRequest('GET', `/json?${label}-${c}-${k}`), 60_000);
             lat.push(performance.now() - t);
             done++;
           }

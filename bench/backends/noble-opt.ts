@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { bls12_381 } from '@noble/curves/bls12-381.js';
 import { pippenger } from '@noble/curves/abstract/curve.js';
-import { DST, type Partial } from '../../src/crypto/threshold.js';
+import { DST, lagrangeIntegers, type Partial } from '../../src/crypto/threshold.js';
 
 /**
  * Pure-noble variants of cbft's threshold operations, measured beside src/crypto/threshold.ts
@@ -54,42 +54,6 @@ export function decodeG1(bytes: Uint8Array, subgroupCheck: boolean): G1Point {
   let y = Fp.sqrt(Fp.add(Fp.mul(Fp.sqr(x), x), B)); // throws when x³ + 4 is not a square
   if (y > HALF_P !== ((flags & 0x20) !== 0)) y = Fp.neg(y);
   return G1.fromAffine({ x, y });
-}
-
-/**
- * Lagrange coefficients at 0 as integers over one common denominator: λ_i = c_i / D. For small
- * share indices the c_i are small, so Σ c_i·P_i costs a few dozen doublings instead of one
- * 255-bit multiplication per partial, and D⁻¹ is applied once (and not at all when D = 1, e.g.
- * t = 2 with neighbouring indices).
- */
-export function lagrangeIntegers(indices: number[]): { c: bigint[]; D: bigint } {
-  const xs = indices.map(BigInt);
-  const nums: bigint[] = [];
-  const dens: bigint[] = [];
-  for (let i = 0; i < xs.length; i++) {
-    let num = 1n;
-    let den = 1n;
-    for (let j = 0; j < xs.length; j++) {
-      if (i === j) continue;
-      num *= xs[j]!;
-      den *= xs[j]! - xs[i]!;
-    }
-    nums.push(num);
-    dens.push(den);
-  }
-  const gcd = (a: bigint, b: bigint): bigint => {
-    a = a < 0n ? -a : a;
-    b = b < 0n ? -b : b;
-    while (b) [a, b] = [b, a % b];
-    return a;
-  };
-  let D = 1n;
-  for (const d of dens) D = (D / gcd(D, d)) * (d < 0n ? -d : d);
-  const c = nums.map((n, i) => (n * D) / dens[i]!);
-  // Reduce the fraction c/D by the gcd of everything.
-  let g = D;
-  for (const ci of c) g = gcd(g, ci);
-  return { c: c.map((ci) => ci / g), D: D / g };
 }
 
 function mulSmall(p: G1Point, k: bigint): G1Point {

@@ -172,8 +172,8 @@ function binnedMI(samples: Sample[], bits: Array<0 | 1>): { mi: number; bins: nu
   return { mi: mutualInformation(joint), bins };
 }
 
-/** A small deterministic PRNG for the permutation test. */
-function prng(seed: number): () => number {
+/** A small deterministic PRNG (mulberry32): the permutation test, the red team's workload. */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -1,3 +1,4 @@
+import { FirewallErrors } from '../../src/firewall/front.js';
 /**
  * The oracle: a model of the example bank that predicts, byte for byte, what an honest copy
  * answers to each request of the red-team workload (which runs one request at a time, so the
@@ -155,13 +156,4 @@ export const RAW_HEADER_NAMES = new Set([
 ]);
 
 /** The firewall's own fixed errors (DESIGN.md: the external contract). */
-export const FIREWALL_ERRORS: Record<string, number> = {
-  malformed_request: 400,
-  body_too_large: 413,
-  headers_too_large: 431,
-  replicas_disagree: 502,
-  bad_reply: 502,
-  overloaded: 503,
-  not_ready: 503,
-  timeout: 504,
-};
+export const FIREWALL_ERRORS: Readonly<Record<string, number>> = FirewallErrors;

@@ -14,7 +14,7 @@ import { portCount } from '../../src/cluster/keygen.js';
 import { ManagedChild } from '../../src/up/child.js';
 import { BANK_SERVER, CLI_PATH, NODE_ADAPTER, PACKAGE_ROOT, startLocalCluster, type LocalCluster } from '../../src/up/local-cluster.js';
 import { findFreeRange, waitForPort } from '../../src/up/ports.js';
-import { bestThreshold, decode, estimateCapacity, median, type CapacityEstimate, type Sample } from './capacity.js';
+import { bestThreshold, decode, estimateCapacity, median, prng, type CapacityEstimate, type Sample } from './capacity.js';
 import { BankModel, compare, FIREWALL_ERRORS, RAW_HEADER_NAMES, type Account, type Expected, type Transfer } from './oracle.js';
 import { rawRequest, type RawResponse } from './raw-client.js';
 import { startDelayRelay, type DelayRelay } from './relay.js';
@@ -228,17 +228,6 @@ interface Rec {
   latencyMs?: number;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class Session {
   lc!: LocalCluster;
   cluster!: ClusterConfig;
@@ -269,7 +258,7 @@ class Session {
     readonly seedAccounts: ReadonlyArray<Account>,
   ) {
     this.model = new BankModel(seedAccounts);
-    this.rand = mulberry32(o.seed);
+    this.rand = prng(o.seed);
   }
 
   get label(): string {

@@ -186,13 +186,10 @@ function gcd(a: bigint, b: bigint): bigint {
 const SMALL_COEFFICIENT_BITS = 128;
 
 /**
- * Σ λ_i·P_i with λ_i the Lagrange coefficients at 0 for the given share indices. The λ_i are
- * ratios of small integers: over a common denominator D, λ_i = c_i / D with small c_i, so the sum
- * costs short multiplications plus one multiplication by D⁻¹ (none when D = 1), instead of one
- * full-size multiplication per partial. The coefficients are public, so variable-time
- * multiplication is fine. The points must be in the prime-order subgroup (D·D⁻¹ ≡ 1 mod r).
+ * The Lagrange coefficients at 0 for these share indices as integers over one common denominator:
+ * λ_i = c_i / D (fraction reduced), with the unreduced numerators and denominators of each λ_i.
  */
-function interpolateAtZero(points: G1Point[], indices: number[]): G1Point {
+export function lagrangeIntegers(indices: number[]): { c: bigint[]; D: bigint; nums: bigint[]; dens: bigint[] } {
   const xs = indices.map(BigInt);
   const nums: bigint[] = [];
   const dens: bigint[] = [];
@@ -209,11 +206,22 @@ function interpolateAtZero(points: G1Point[], indices: number[]): G1Point {
   }
   let D = 1n;
   for (const d of dens) D = (D / gcd(D, d)) * (d < 0n ? -d : d);
-  let c = nums.map((n, i) => (n * D) / dens[i]!);
+  const c = nums.map((n, i) => (n * D) / dens[i]!);
+  // Reduce the fraction c/D by the gcd of everything.
   let g = D;
   for (const ci of c) g = gcd(g, ci);
-  c = c.map((ci) => ci / g);
-  D /= g;
+  return { c: c.map((ci) => ci / g), D: D / g, nums, dens };
+}
+
+/**
+ * Σ λ_i·P_i with λ_i the Lagrange coefficients at 0 for the given share indices. The λ_i are
+ * ratios of small integers: over a common denominator D, λ_i = c_i / D with small c_i, so the sum
+ * costs short multiplications plus one multiplication by D⁻¹ (none when D = 1), instead of one
+ * full-size multiplication per partial. The coefficients are public, so variable-time
+ * multiplication is fine. The points must be in the prime-order subgroup (D·D⁻¹ ≡ 1 mod r).
+ */
+function interpolateAtZero(points: G1Point[], indices: number[]): G1Point {
+  const { c, D, nums, dens } = lagrangeIntegers(indices);
   const limit = 1n << BigInt(SMALL_COEFFICIENT_BITS);
   let acc = G1.ZERO;
   if (D < limit && c.every((ci) => ci < limit && -ci < limit)) {

@@ -11,6 +11,9 @@ import { generateCluster, writeCluster } from '../../src/cluster/keygen.js';
 import type { LoadedKeys, NodeKeys } from '../../src/cluster/keys.js';
 import { IdentitySigner } from '../../src/crypto/identity.js';
 import { startFirewallNode, type FirewallNode } from '../../src/firewall/node.js';
+import { afterEach, expect } from 'vitest';
+import { startFakeReplicas } from '../../bench/harness/fake-replicas.js';
+import { ResponseVerifier } from '../../src/client/verify-response.js';
 import { CLI } from '../helpers/cli.js';
 
 /** n distinct free TCP ports on 127.0.0.1 (held open together so they differ). */
@@ -239,3 +242,49 @@ export function ensureBuilt(): void {
 
 /** The compiled crypto worker (see ensureBuilt). */
 export const WORKER_URL = new URL('../../dist/src/firewall/crypto-worker.js', import.meta.url);
+
+/** Fake replicas and firewall nodes for chains of a fresh cluster; `close` stops them all. */
+export async function startChains(o: Parameters<typeof makeCluster>[0] = {}, fake: Omit<Parameters<typeof startFakeReplicas>[0], 'cluster' | 'keys'> = {}, chains?: number[]) {
+  const tc = await makeCluster(o);
+  const replicas = await startFakeReplicas({ cluster: tc.cluster, keys: tc.keys, ...fake });
+  const nodes: FirewallNode[][] = [];
+  const close = async () => {
+    for (const chain of nodes) for (const n of chain) await n.close();
+    await replicas.close();
+  };
+  for (const c of chains ?? tc.cluster.chains.map((_, i) => i)) nodes.push(await startNodes(tc, chainIds(tc, c)));
+  return { tc, replicas, nodes, close, url: (c = 0) => tc.cluster.chains[c]![0]!.url };
+}
+
+/** startChains for one test file: what a test starts (and pushes to `cleanups`) is stopped after it. */
+export function chainsPerTest() {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+  const setup = async (...args: Parameters<typeof startChains>) => {
+    const env = await startChains(...args);
+    cleanups.push(env.close);
+    return env;
+  };
+  return { cleanups, setup };
+}
+
+export type Res = { status: number; headers: Array<[string, string]>; body: Buffer; json: () => Record<string, unknown> };
+
+/** One request through undici, with the headers as a list of pairs (repeated names kept). */
+export async function call(url: string, path: string, init: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Res> {
+  const res = await request(url + path, { method: (init.method ?? 'GET') as 'GET', headers: init.headers, body: init.body });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  const headers = Object.entries(res.headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => [k, x] as [string, string]) : [[k, String(v)] as [string, string]]));
+  return { status: res.statusCode, headers, body, json: () => JSON.parse(body.toString()) as Record<string, unknown> };
+}
+
+export const header = (r: Res, name: string) => r.headers.find(([n]) => n === name)?.[1];
+
+/** Asserts that the response carries a valid cbft signature over exactly what it says. */
+export function expectSigned(tc: TestCluster, r: Res) {
+  const check = new ResponseVerifier(tc.cluster).check({ status: r.status, headers: r.headers, body: r.body });
+  expect(check, JSON.stringify(check)).toMatchObject({ ok: true });
+  return check;
+}

@@ -1,45 +1,8 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { toHex } from '../../src/codec/binary.js';
-import { ResponseVerifier } from '../../src/client/verify-response.js';
-import type { FirewallNode } from '../../src/firewall/node.js';
-import { startFakeReplicas, type FakeReplicas } from '../../bench/harness/fake-replicas.js';
-import { chainIds, makeCluster, metricsOf, metricValue, rawExchange, startNodes, waitFor, type TestCluster } from './helpers.js';
+import { call, expectSigned, makeCluster, metricsOf, metricValue, chainsPerTest, startNodes, waitFor } from './helpers.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
-
-async function setup(o: Parameters<typeof makeCluster>[0] = {}, fake: Omit<Parameters<typeof startFakeReplicas>[0], 'cluster' | 'keys'> = {}, chains?: number[]) {
-  const tc = await makeCluster(o);
-  const replicas = await startFakeReplicas({ cluster: tc.cluster, keys: tc.keys, ...fake });
-  const nodes: FirewallNode[][] = [];
-  for (const c of chains ?? tc.cluster.chains.map((_, i) => i)) nodes.push(await startNodes(tc, chainIds(tc, c)));
-  cleanups.push(async () => {
-    for (const chain of nodes) for (const n of chain) await n.close();
-    await replicas.close();
-  });
-  return { tc, replicas, nodes, url: (c = 0) => tc.cluster.chains[c]![0]!.url };
-}
-
-type Res = { status: number; headers: Array<[string, string]>; body: Buffer; json: () => Record<string, unknown> };
-
-async function call(url: string, path: string, init: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Res> {
-  const res = await request(url + path, { method: (init.method ?? 'GET') as 'GET', headers: init.headers, body: init.body });
-  const body = Buffer.from(await res.body.arrayBuffer());
-  const headers = Object.entries(res.headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => [k, x] as [string, string]) : [[k, String(v)] as [string, string]]));
-  return { status: res.statusCode, headers, body, json: () => JSON.parse(body.toString()) as Record<string, unknown> };
-}
-
-const header = (r: Res, name: string) => r.headers.find(([n]) => n === name)?.[1];
-
-function expectSigned(tc: TestCluster, r: Res) {
-  const check = new ResponseVerifier(tc.cluster).check({ status: r.status, headers: r.headers, body: r.body });
-  expect(check, JSON.stringify(check)).toMatchObject({ ok: true });
-  return check;
-}
+const { cleanups, setup } = chainsPerTest();
 
 describe('the top as PBFT client', () => {
   it('re-sends to every replica when the primary is silent, and learns the primary from the view', async () => {
