@@ -35,6 +35,14 @@ LABEL org.opencontainers.image.title="cbft" \
       org.opencontainers.image.description="Privacy firewall for existing HTTP services" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV NODE_ENV=production
+# Memory settings of every cbft process, measured in bench/PROFILE.md (src/up/local-cluster.ts
+# sets the same for `cbft up`): V8's young generation and old generation capped, and glibc malloc
+# returning freed blocks of 64 KiB and more to the system. A service container started from this
+# image with its own NODE_OPTIONS replaces the first line.
+ENV NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=128" \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=65536 \
+    MALLOC_TRIM_THRESHOLD_=131072
 WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY package.json ./

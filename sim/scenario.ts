@@ -59,7 +59,7 @@ export function drawScenario(seed: number, s: number, mutant?: MutantName): Scen
     fetchMaxBatches: rng.pick([2, 4, 8]),
     forwardAfterTicks: rng.pick([4, 8]),
     maxClockSkewMs: 2_000,
-    dedupWindow: 1 << 20,
+    dedupWindow: 1 << 14,
     maxPendingRequests: 512,
     archiveBatches: 4096,
     maxRequestBytes: 256,

@@ -32,11 +32,14 @@ export function sizedWorkload(bytes: number): Workload {
   return { name, description: `GET, ${bytes}-byte reply`, method: 'GET', path: `/bytes/${bytes}`, replyBytes: bytes };
 }
 
+/** The standard workloads by name, and `get-<n>[k|m]` for a GET of that reply size. */
 export function pickWorkloads(names: string[]): Workload[] {
   return names.map((n) => {
     const w = WORKLOADS[n];
-    if (!w) throw new Error(`unknown workload ${JSON.stringify(n)}; known: ${Object.keys(WORKLOADS).join(', ')}`);
-    return w;
+    if (w) return w;
+    const sized = /^get-(\d+)(k|m)?$/.exec(n);
+    if (sized) return sizedWorkload(Number(sized[1]) * (sized[2] === 'm' ? 1024 * 1024 : sized[2] === 'k' ? 1024 : 1));
+    throw new Error(`unknown workload ${JSON.stringify(n)}; known: ${Object.keys(WORKLOADS).join(', ')}, get-<n>[k|m]`);
   });
 }
 

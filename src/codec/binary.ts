@@ -12,21 +12,42 @@ export function utf8(s: string): Uint8Array {
   return textEncoder.encode(s);
 }
 
+/**
+ * Writers encode into pooled scratch buffers and copy out once in finish(): one allocation per
+ * encoded message instead of two or more (every frame, record and message goes through here, and
+ * the allocation churn shows in the sidecars' memory; bench/PROFILE.md). A writer that is never
+ * finished (an encoding error) just leaves its scratch to the garbage collector.
+ */
+const SCRATCH_BYTES = 64 * 1024;
+const SCRATCH_POOL_LIMIT = 8;
+const scratchPool: Uint8Array[] = [];
+
+/** A buffer that is written before it is read: skip zero-filling (megabytes for big replies). */
+function uninitialised(size: number): Uint8Array {
+  return new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
+}
+
 export class Writer {
   private buf: Uint8Array;
   private view: DataView;
   private pos = 0;
+  private scratch: Uint8Array | undefined;
 
   constructor(initialCapacity = 256) {
-    this.buf = new Uint8Array(initialCapacity);
-    this.view = new DataView(this.buf.buffer);
+    if (initialCapacity <= SCRATCH_BYTES) {
+      this.scratch = scratchPool.pop() ?? new Uint8Array(SCRATCH_BYTES);
+      this.buf = this.scratch;
+    } else {
+      this.buf = uninitialised(initialCapacity);
+    }
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
   }
 
   private reserve(n: number): void {
     if (this.pos + n <= this.buf.length) return;
     let cap = this.buf.length * 2;
     while (cap < this.pos + n) cap *= 2;
-    const next = new Uint8Array(cap);
+    const next = uninitialised(cap);
     next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
     this.view = new DataView(next.buffer);
@@ -83,12 +104,33 @@ export class Writer {
     return this;
   }
 
+  /** UTF-8 bytes with a u32 length prefix, encoded in place. */
   string(s: string): this {
-    return this.bytes(utf8(s));
+    this.reserve(4 + s.length * 3);
+    const { written } = textEncoder.encodeInto(s, this.buf.subarray(this.pos + 4));
+    this.view.setUint32(this.pos, written);
+    this.pos += 4 + written;
+    return this;
   }
 
+  /** A view of the bytes written so far (valid until the next write or finish). */
+  written(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
+  }
+
+  /**
+   * The encoded bytes; the writer must not be used after it. Small encodings are copied out of
+   * the scratch buffer; a big one whose capacity the caller sized (nearly) right is handed over
+   * without a copy.
+   */
   finish(): Uint8Array {
-    return this.buf.slice(0, this.pos);
+    if (this.scratch === undefined) {
+      return this.buf.length - this.pos <= this.buf.length / 8 ? this.buf.subarray(0, this.pos) : this.buf.slice(0, this.pos);
+    }
+    const out = this.buf.slice(0, this.pos);
+    if (scratchPool.length < SCRATCH_POOL_LIMIT) scratchPool.push(this.scratch);
+    this.scratch = undefined;
+    return out;
   }
 }
 

@@ -6,9 +6,13 @@ import { Tags } from './tags.js';
 /**
  * Fixed-depth Merkle tree over the replies of one PBFT batch, with sorted-pair hashing:
  *   node(a, b) = SHA-256(bytes(tag "cbft/node/v1") || min(a, b) || max(a, b))
- * Sorting removes left/right bits from proofs, and padding every tree to 2^depth leaves with
- * salted pad leaves (indistinguishable from reply leaves without the batch salt) means a proof
- * reveals neither the batch size nor the leaf's position. Replicas sign the root once per batch.
+ * Sorting removes left/right bits from proofs, and every tree has 2^depth leaves: the slots
+ * after the replies are padding, so a proof reveals neither the batch size nor the leaf's
+ * position. A subtree holding only padding is not hashed up from pad leaves; its root is drawn
+ * directly from the batch salt:
+ *   pad(level, index) = SHA-256(bytes(tag "cbft/pad/v2") || salt || u8(level) || u32(index))
+ * which is indistinguishable from a real node without the salt, and makes a tree of n replies
+ * cost about 2n hashes instead of 2^(depth+1). Replicas sign the root once per batch.
  */
 export const HASH_BYTES = 32;
 export const MIN_DEPTH = 1;
@@ -28,9 +32,10 @@ export function nodeHash(a: Uint8Array, b: Uint8Array): Uint8Array {
   return compareBytes(a, b) <= 0 ? sha256(NODE_PREFIX, a, b) : sha256(NODE_PREFIX, b, a);
 }
 
-export function padLeaf(salt: Uint8Array, index: number): Uint8Array {
+/** The root of the all-padding subtree at `level` (0 = leaves) and `index` within that level. */
+export function padNode(salt: Uint8Array, level: number, index: number): Uint8Array {
   if (salt.length !== HASH_BYTES) throw new CbftError(ErrorCodes.MERKLE, 'pad salt must be 32 bytes');
-  return sha256(PAD_PREFIX, salt, new Writer(4).u32(index).finish());
+  return sha256(PAD_PREFIX, salt, new Writer(5).u8(level).u32(index).finish());
 }
 
 export interface MerkleTree {
@@ -40,27 +45,27 @@ export interface MerkleTree {
   proof(index: number): Uint8Array;
 }
 
-/** Builds the tree over `leaves` (leaf hashes), padded to 2^depth with salted pad leaves. */
+/** Builds the tree over `leaves` (leaf hashes), padded to 2^depth (see padNode). */
 export function buildTree(leaves: readonly Uint8Array[], depth: number, salt: Uint8Array): MerkleTree {
   checkDepth(depth);
-  const width = 2 ** depth;
-  if (leaves.length > width) {
+  if (leaves.length > 2 ** depth) {
     throw new CbftError(ErrorCodes.MERKLE, `batch of ${leaves.length} replies exceeds 2^${depth} leaves`);
   }
-  const levels: Uint8Array[][] = [];
-  let level: Uint8Array[] = [];
-  for (let i = 0; i < width; i++) {
-    const leaf = i < leaves.length ? leaves[i]! : padLeaf(salt, i);
+  leaves.forEach((leaf, i) => {
     if (leaf.length !== HASH_BYTES) throw new CbftError(ErrorCodes.MERKLE, `leaf ${i} is not a 32-byte hash`);
-    level.push(leaf);
-  }
-  while (level.length > 1) {
+  });
+  // levels[d] holds the nodes of level d up to the last one that is not all padding, plus its
+  // padding sibling, so every proof of a real leaf finds its siblings there.
+  const levels: Uint8Array[][] = [];
+  let level: Uint8Array[] = [...leaves];
+  for (let d = 0; d < depth; d++) {
+    if (level.length % 2 === 1) level.push(padNode(salt, d, level.length));
     levels.push(level);
     const next: Uint8Array[] = [];
     for (let i = 0; i < level.length; i += 2) next.push(nodeHash(level[i]!, level[i + 1]!));
     level = next;
   }
-  const root = level[0]!;
+  const root = level[0] ?? padNode(salt, depth, 0);
   return {
     depth,
     root,

@@ -7,6 +7,6 @@ export const Tags = {
   reply: 'cbft/reply/v1',
   leaf: 'cbft/leaf/v1',
   node: 'cbft/node/v1',
-  pad: 'cbft/pad/v1',
+  pad: 'cbft/pad/v2',
   batch: 'cbft/batch/v1',
 } as const;

@@ -7,8 +7,9 @@ import { allowlist, DEFAULT_FORWARD_HEADERS, DEFAULT_REPLY_HEADERS } from '../co
 import { createRegistry, startAdminServer, type AdminServer, type Readiness } from '../admin/server.js';
 import { parseNodeId, type ClusterConfig, type FirewallEntry } from '../cluster/config.js';
 import type { LoadedKeys } from '../cluster/keys.js';
-import { signSubmission } from '../wire/submission.js';
+import { signRound } from '../wire/submission.js';
 import { CbftError, ErrorCodes } from '../errors.js';
+import { blsBackendSetting } from '../crypto/threshold.js';
 import type { Logger } from '../log.js';
 import { MessageKind, type FrameMessage } from '../transport/frame.js';
 import { Link } from '../transport/link.js';
@@ -108,8 +109,7 @@ export async function startFirewallNode(o: FirewallNodeOptions): Promise<Firewal
   let queueRef: ReleaseQueue<unknown> | undefined;
   const metrics = new FirewallMetrics(registry, () => queueRef?.size ?? 0, log);
   // Checked here: the crypto worker would otherwise die on it and fail every verification.
-  const bls = process.env.CBFT_BLS_BACKEND;
-  if (bls !== undefined && bls !== 'mcl' && bls !== 'noble') throw new CbftError(ErrorCodes.USAGE, `CBFT_BLS_BACKEND must be mcl or noble, got ${JSON.stringify(bls)}`);
+  blsBackendSetting();
   const workerFile = o.cryptoWorker instanceof URL ? o.cryptoWorker : o.cryptoWorker === false ? undefined : defaultWorkerFile();
   const backend: CryptoBackend = workerFile ? workerBackend(workerFile) : inlineBackend();
   const verifier = new RootVerifier(fromHex(cluster.servicePublicKey), cluster.merkleDepth, backend, (sec) => metrics.verifySeconds.observe(sec));
@@ -198,7 +198,7 @@ export async function startFirewallNode(o: FirewallNodeOptions): Promise<Firewal
       depth: cluster.merkleDepth,
       replicas: cluster.replicas,
       links: replicaLinks,
-      seal: (request, digest) => signSubmission(keys.identity, entry.id, request, digest),
+      seal: (round) => signRound(keys.identity, entry.id, round),
       queue: anyQueue,
       verifier,
       backend,

@@ -17,10 +17,11 @@ export interface ReplicaClientOptions {
   /** One link per replica, indexed by replica index. */
   links: readonly Link[];
   /**
-   * Wraps a canonical request for the replicas: the top signs it (wire/submission.ts) so a faulty
-   * primary cannot order requests no top submitted.
+   * Wraps the canonical requests of one submission round for the replicas, one envelope each, in
+   * order: the top signs the round (wire/submission.ts) so a faulty primary cannot order requests
+   * no top submitted.
    */
-  seal: (request: Uint8Array, digest: Uint8Array) => Uint8Array;
+  seal: (round: Array<{ request: Uint8Array; digest: Uint8Array }>) => Uint8Array[];
   queue: ReleaseQueue<unknown>;
   verifier: RootVerifier;
   backend: CryptoBackend;
@@ -32,12 +33,17 @@ export interface ReplicaClientOptions {
 }
 
 interface Pending {
+  /** The canonical request, then (once its round is sealed) the envelope sent to the replicas. */
   bytes: Uint8Array;
   /** The batch root each replica answered with (the first one; a second differing one is equivocation). */
   answers: Map<number, string>;
   nextRetransmit: number;
+  /** Wait before the next retransmission: retransmitMs, doubling up to MAX_RETRANSMIT_BACKOFF × it. */
+  retransmitDelay: number;
   /** The submission round that carried it to the primary (undefined while still queued). */
   round?: Round;
+  /** The first reply received and its leaf hash: identical replies from other replicas reuse it. */
+  firstLeaf?: { reply: Uint8Array; leaf: Uint8Array };
 }
 
 /** Requests sent to the primary together (one frame, so normally one PBFT batch). */
@@ -54,6 +60,14 @@ interface Round {
  * per request higher). The primary still merges rounds of several tops (adaptive batching).
  */
 export const SUBMIT_WINDOW = 1;
+/**
+ * Retransmissions back off exponentially up to this multiple of retransmitMs. Each one makes
+ * every replica send its reply again, so a fixed interval shorter than a loaded cluster's latency
+ * (big replies, a slow service) would multiply the load that made it slow: with 1 MiB replies at
+ * 32 connections, retransmissions every second sent each reply seven times over and the cluster
+ * served 3 requests per second (bench/PROFILE.md).
+ */
+export const MAX_RETRANSMIT_BACKOFF = 8;
 /** At most this many requests per round (a PBFT batch holds at most 2^depth replies anyway). */
 export const MAX_ROUND = 256;
 
@@ -76,9 +90,9 @@ interface RootGroup {
  * together in the next round, so under load the replicas see few big batches (signature and
  * pairing costs are per batch) while a lone request still goes at once. Each request goes to the
  * primary (view mod n, where the view is the highest one that at least s+1 replicas reported, so
- * one lying replica cannot misdirect it), and to every replica after `retransmitMs` without an answer, then every
- * `retransmitMs` again; the bytes never change, so replicas de-duplicate and answer from their
- * reply cache. Partial replies are grouped by the batch root recomputed from each reply and its
+ * one lying replica cannot misdirect it), and to every replica after `retransmitMs` without an
+ * answer, then again after twice as long, and so on up to MAX_RETRANSMIT_BACKOFF × retransmitMs;
+ * the bytes never change, so replicas de-duplicate and answer from their reply cache. Partial replies are grouped by the batch root recomputed from each reply and its
  * proof (never taken from the wire). As soon as s+1 replicas sent partials for the same root they
  * are combined and the result is checked once against the service key; if that fails the
  * partials are checked one by one, the liar is named in an alarm, and the top waits for more.
@@ -86,7 +100,7 @@ interface RootGroup {
  */
 export class ReplicaClient {
   private readonly pending = new Map<string, Pending>();
-  /** Sent requests, in order of their next retransmission time. */
+  /** Requests sent and not answered yet. */
   private readonly sent = new Map<string, Pending>();
   /** Requests waiting for a free submission round. */
   private queued: string[] = [];
@@ -129,7 +143,7 @@ export class ReplicaClient {
   submit(digestHex: string, bytes: Uint8Array): boolean {
     if (this.pending.has(digestHex)) return true;
     if (this.queued.length >= this.o.queue.capacity) return false;
-    this.pending.set(digestHex, { bytes: this.o.seal(bytes, fromHex(digestHex)), answers: new Map(), nextRetransmit: Infinity });
+    this.pending.set(digestHex, { bytes, answers: new Map(), nextRetransmit: Infinity, retransmitDelay: this.o.retransmitMs });
     this.queued.push(digestHex);
     this.scheduleFlush();
     return true;
@@ -151,9 +165,13 @@ export class ReplicaClient {
       const take = this.queued.splice(0, MAX_ROUND);
       const round: Round = { remaining: new Set(), expires: now + this.o.retransmitMs };
       const link = this.o.links[this.primary]!;
-      for (const digestHex of take) {
-        const p = this.pending.get(digestHex);
-        if (!p) continue; // answered or given up while queued
+      // Answered or given up while queued: not sent. One signature seals the whole round.
+      const live = take.filter((d) => this.pending.has(d));
+      if (live.length === 0) continue;
+      const envelopes = this.o.seal(live.map((d) => ({ request: this.pending.get(d)!.bytes, digest: fromHex(d) })));
+      live.forEach((d, i) => (this.pending.get(d)!.bytes = envelopes[i]!));
+      for (const digestHex of live) {
+        const p = this.pending.get(digestHex)!;
         if (!link.send(MessageKind.Request, p.bytes)) {
           this.o.queue.resolveAll(digestHex, { kind: 'fail', code: FailCode.Overloaded, local: true });
           continue;
@@ -165,8 +183,7 @@ export class ReplicaClient {
       }
       if (round.remaining.size > 0) this.rounds.add(round);
     }
-    const first = this.sent.values().next();
-    if (!first.done) this.arm(first.value.nextRetransmit);
+    if (this.sent.size > 0) this.arm(now + this.o.retransmitMs);
   }
 
   /** A request of a round got its answer (or was given up): the round may be complete. */
@@ -226,7 +243,7 @@ export class ReplicaClient {
       let reply: CanonicalReply;
       try {
         reply = decodeReply(item.reply, this.o.replyLimits);
-        r = rootFromProof(leafHash(item.reply), item.proof, this.o.depth);
+        r = rootFromProof(this.leafOf(reply.requestDigest, item.reply), item.proof, this.o.depth);
       } catch {
         metrics.alarm('bad-proof', from);
         return;
@@ -275,6 +292,19 @@ export class ReplicaClient {
     }
     if (added > 0 && !group.partials.has(idx) && !group.bad.has(idx)) group.partials.set(idx, p.partial);
     this.tryCombine(rootHex, group);
+  }
+
+  /**
+   * The Merkle leaf of a reply. Correct replicas send identical bytes, and comparing them costs a
+   * fraction of hashing them again (which dominated the top's time with 1 MiB replies).
+   */
+  private leafOf(requestDigest: Uint8Array, reply: Uint8Array): Uint8Array {
+    const pend = this.pending.get(toHex(requestDigest));
+    const first = pend?.firstLeaf;
+    if (first && Buffer.from(first.reply.buffer, first.reply.byteOffset, first.reply.byteLength).equals(reply)) return first.leaf;
+    const leaf = leafHash(reply);
+    if (pend && !first) pend.firstLeaf = { reply, leaf };
+    return leaf;
   }
 
   private newGroup(rootHex: string, root: Uint8Array): RootGroup {
@@ -378,22 +408,20 @@ export class ReplicaClient {
     for (const round of [...this.rounds]) {
       if (round.expires <= now) this.rounds.delete(round);
     }
-    const due: Array<[string, Pending]> = [];
-    for (const [digestHex, p] of this.sent) {
-      if (p.nextRetransmit > now) break;
-      due.push([digestHex, p]);
-    }
-    for (const [digestHex, p] of due) {
-      // Re-insert so the map stays ordered by next retransmission time.
-      this.sent.delete(digestHex);
-      p.nextRetransmit = now + this.o.retransmitMs;
-      this.sent.set(digestHex, p);
-      this.o.metrics.retransmissions.inc();
-      for (const link of this.o.links) link.send(MessageKind.Request, p.bytes);
+    // Requests due within a quarter of the base interval go now too, so that timers stay few.
+    const horizon = now + this.o.retransmitMs / 4;
+    let next = Infinity;
+    for (const p of this.sent.values()) {
+      if (p.nextRetransmit <= horizon) {
+        p.retransmitDelay = Math.min(p.retransmitDelay * 2, this.o.retransmitMs * MAX_RETRANSMIT_BACKOFF);
+        p.nextRetransmit = now + p.retransmitDelay;
+        this.o.metrics.retransmissions.inc();
+        for (const link of this.o.links) link.send(MessageKind.Request, p.bytes);
+      }
+      next = Math.min(next, p.nextRetransmit);
     }
     this.scheduleFlush();
-    const first = this.sent.values().next();
-    if (!first.done) this.arm(first.value.nextRetransmit);
+    if (next < Infinity) this.arm(next);
   }
 
   close(): void {

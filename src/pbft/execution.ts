@@ -1,4 +1,5 @@
-import { GENESIS_HISTORY, digestKey, nextHistory } from './digests.js';
+import { GENESIS_HISTORY, nextHistory } from './digests.js';
+import { DedupWindow, EMPTY_DEDUP, type PackedDedup } from './dedup-window.js';
 import type { Batch, ClientRequest } from './types.js';
 
 /** A request digest that was executed, and the batch it was executed in. */
@@ -12,11 +13,11 @@ export interface ExecSnapshot {
   readonly seq: number;
   readonly history: Uint8Array;
   readonly lastTimestamp: number;
-  /** Oldest first. */
-  readonly dedup: readonly DedupEntry[];
+  /** The de-duplication window, oldest first. */
+  readonly dedup: PackedDedup;
 }
 
-export const GENESIS_EXEC: ExecSnapshot = { seq: 0, history: GENESIS_HISTORY, lastTimestamp: 0, dedup: [] };
+export const GENESIS_EXEC: ExecSnapshot = { seq: 0, history: GENESIS_HISTORY, lastTimestamp: 0, dedup: EMPTY_DEDUP };
 
 export interface ExecutionOutcome {
   /** Monotonic: max(primary's timestamp, previous batch's effective timestamp). */
@@ -38,13 +39,17 @@ export class ExecutionState {
   private seqValue: number;
   private historyValue: Uint8Array;
   private lastTimestampValue: number;
-  private readonly dedup = new Map<string, DedupEntry>();
+  private readonly dedup: DedupWindow;
 
-  constructor(private readonly window: number, base: ExecSnapshot) {
+  constructor(window: number, base: ExecSnapshot) {
     this.seqValue = base.seq;
     this.historyValue = base.history;
     this.lastTimestampValue = base.lastTimestamp;
-    for (const e of base.dedup) this.remember(e);
+    this.dedup = new DedupWindow(window);
+    base.dedup.seqs.forEach((seq, i) => {
+      const digest = base.dedup.digests.subarray(i * 32, (i + 1) * 32);
+      if (this.dedup.seqOf(digest) === undefined) this.dedup.add(digest, seq);
+    });
   }
 
   get seq(): number {
@@ -65,7 +70,7 @@ export class ExecutionState {
 
   /** The seq a request was executed at, if it is still inside the window. */
   executedAt(digest: Uint8Array): number | undefined {
-    return this.dedup.get(digestKey(digest))?.seq;
+    return this.dedup.seqOf(digest);
   }
 
   /** Applies the next batch (seq must be this.seq + 1). */
@@ -76,12 +81,12 @@ export class ExecutionState {
     const requests: ClientRequest[] = [];
     const duplicates: DedupEntry[] = [];
     for (const req of batch.requests) {
-      const earlier = this.dedup.get(digestKey(req.digest));
-      if (earlier) {
-        duplicates.push(earlier);
+      const earlier = this.dedup.seqOf(req.digest);
+      if (earlier !== undefined) {
+        duplicates.push({ digest: req.digest, seq: earlier });
       } else {
         requests.push(req);
-        this.remember({ digest: req.digest, seq });
+        this.dedup.add(req.digest, seq);
       }
     }
     this.seqValue = seq;
@@ -91,14 +96,6 @@ export class ExecutionState {
   }
 
   snapshot(): ExecSnapshot {
-    return { seq: this.seqValue, history: this.historyValue, lastTimestamp: this.lastTimestampValue, dedup: [...this.dedup.values()] };
-  }
-
-  private remember(e: DedupEntry): void {
-    this.dedup.set(digestKey(e.digest), e);
-    if (this.dedup.size > this.window) {
-      const oldest = this.dedup.keys().next();
-      if (!oldest.done) this.dedup.delete(oldest.value);
-    }
+    return { seq: this.seqValue, history: this.historyValue, lastTimestamp: this.lastTimestampValue, dedup: this.dedup.pack() };
   }
 }

@@ -15,7 +15,7 @@ import {
   writePreparedCert,
 } from './codec.js';
 import { digestKey } from './digests.js';
-import type { DedupEntry, ExecSnapshot } from './execution.js';
+import type { ExecSnapshot } from './execution.js';
 import type { CheckpointProof, CommittedBatch, NewViewMsg, PrePrepareMsg, PreparedCert, ViewChangeMsg } from './types.js';
 
 /**
@@ -112,8 +112,9 @@ function writeSnapshot(w: Writer, s: Snapshot): void {
   writeOptionalMessage(w, s.ownViewChange);
   writeOptionalMessage(w, s.newView);
   writeCheckpointProof(w, s.stable);
-  w.u64(s.execBase.seq).fixed(s.execBase.history, DIGEST_BYTES).u64(s.execBase.lastTimestamp).u32(s.execBase.dedup.length);
-  for (const e of s.execBase.dedup) w.fixed(e.digest, DIGEST_BYTES).u64(e.seq);
+  const { digests, seqs } = s.execBase.dedup;
+  w.u64(s.execBase.seq).fixed(s.execBase.history, DIGEST_BYTES).u64(s.execBase.lastTimestamp).u32(seqs.length);
+  seqs.forEach((seq, i) => w.fixed(digests.subarray(i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES), DIGEST_BYTES).u64(seq));
   w.u64(s.keepCommittedAbove);
 }
 
@@ -129,8 +130,14 @@ function readSnapshot(r: Reader, limits: CodecLimits): Snapshot {
   const history = r.fixed(DIGEST_BYTES);
   const lastTimestamp = r.u64();
   const count = readCount(r, 1 << 24, DIGEST_BYTES + 8);
-  const dedup: DedupEntry[] = [];
-  for (let i = 0; i < count; i++) dedup.push({ digest: r.fixed(DIGEST_BYTES), seq: r.u64() });
+  // Packed into one buffer of its own: no view into the record's bytes outlives the record.
+  const digests = new Uint8Array(count * DIGEST_BYTES);
+  const seqs: number[] = new Array<number>(count);
+  for (let i = 0; i < count; i++) {
+    digests.set(r.fixed(DIGEST_BYTES), i * DIGEST_BYTES);
+    seqs[i] = r.u64();
+  }
+  const dedup = { digests, seqs };
   const keepCommittedAbove = r.u64();
   return { view, inViewChange, lastNormalView, viewChangeAttempt, ownViewChange, newView, stable, execBase: { seq, history, lastTimestamp, dedup }, keepCommittedAbove };
 }

@@ -14,6 +14,7 @@ export interface SidecarMetrics {
   partialsSent: Counter;
   partialsRefused: Counter;
   cacheHits: Counter;
+  repeatsNotAnswered: Counter;
   cacheEntries: Gauge;
   walBytes: Gauge;
   walSyncs: Gauge;
@@ -54,6 +55,11 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
     partialsSent: new Counter({ name: 'cbft_sidecar_partials_sent_total', help: 'Partial messages sent to top firewall nodes', registers }),
     partialsRefused: new Counter({ name: 'cbft_sidecar_partials_refused_total', help: 'Partial messages a full link to a top refused', registers }),
     cacheHits: new Counter({ name: 'cbft_sidecar_reply_cache_hits_total', help: 'Requests answered from the reply cache', registers }),
+    repeatsNotAnswered: new Counter({
+      name: 'cbft_sidecar_repeats_not_answered_total',
+      help: 'Repeats of a request not answered again because its answer to that top went out less than a retransmission interval ago',
+      registers,
+    }),
     cacheEntries: new Gauge({ name: 'cbft_sidecar_reply_cache_requests', help: 'Replies held in the reply cache', registers }),
     walBytes: new Gauge({ name: 'cbft_sidecar_wal_bytes', help: 'Size of the write-ahead log', registers }),
     walSyncs: new Gauge({ name: 'cbft_sidecar_wal_syncs', help: 'fdatasync calls on the write-ahead log since start', registers }),

@@ -27,10 +27,13 @@ import { MessageKind, type FrameMessage } from '../transport/frame.js';
 import { Link } from '../transport/link.js';
 import { listenAddress, startPeerServer, type PeerServer } from '../transport/peer-server.js';
 import { encodePartialReplies, type PartialReplies } from '../wire/payloads.js';
-import { SubmissionVerifier, decodeSubmission, type Submission } from '../wire/submission.js';
+import { MAX_ROUND_DEPTH, SubmissionVerifier, decodeSubmission, type Submission } from '../wire/submission.js';
 
-/** Envelope bytes around a canonical request: top id (≤ 64 + 4) + signature (64) + length (4). */
-const SUBMISSION_OVERHEAD_BYTES = 160;
+/**
+ * Envelope bytes around a canonical request (wire/submission.ts): top id (≤ 64 + 4), signature
+ * (64), round depth (1), round proof (≤ 32 × MAX_ROUND_DEPTH), request length (4).
+ */
+const SUBMISSION_OVERHEAD_BYTES = 68 + 64 + 1 + 32 * MAX_ROUND_DEPTH + 4;
 import { startAdminServer, createRegistry, type AdminServer, type Readiness } from '../admin/server.js';
 import type { Logger } from '../log.js';
 import { requestSeedHex, signBatch } from './batch.js';
@@ -39,6 +42,7 @@ import { Journal, type FinishedBatch, type JournalRecord, type RequestState } fr
 import { LogLimiter, createSidecarMetrics, type SidecarMetrics } from './metrics.js';
 import { decodePeerMessage, encodePeerMessage, type PeerMessage } from './peer-messages.js';
 import { ReplyCache, Submitters, partialFromCache, type CacheHit } from './reply-cache.js';
+import { AnswerLimiter } from './answer-limiter.js';
 import { WalErrorCode, walPath } from './wal.js';
 
 export interface SidecarOptions {
@@ -141,6 +145,8 @@ export class Sidecar {
   /** Checks that each ordered request carries a top firewall node's signature. */
   private readonly submissions: SubmissionVerifier;
   private readonly limiter = new LogLimiter();
+  /** Repeats of a request answered less than a retransmission interval ago are not answered again. */
+  private readonly answered: AnswerLimiter;
   private readonly stopController = new AbortController();
   private readonly recoveries = new Map<string, Recovery>();
   private readonly recoveryIntervalMs: number;
@@ -150,8 +156,12 @@ export class Sidecar {
   /** walSync 'request': the start record of every request is on disk before it is sent. */
   private readonly syncEachRequest: boolean;
 
-  /** Engine records since the last compaction, decoded (compactRecords works on them). */
-  private engineLog: Array<{ record: PersistRecord; bytes: Uint8Array }>;
+  /**
+   * Engine records a restart needs (compactRecords keeps them), decoded. Their encoded bytes are
+   * not kept: only a compaction needs them again, and re-encoding then is cheaper than holding
+   * megabytes of them between compactions.
+   */
+  private engineLog: PersistRecord[];
   /** Request states of batches not finished yet, by seq then index. */
   private readonly progress: Map<number, Map<number, RequestState>>;
   private executedThrough: number;
@@ -195,6 +205,7 @@ export class Sidecar {
     }
     this.registry = o.registry ?? createRegistry(this.id, 'sidecar');
     this.metrics = createSidecarMetrics(this.registry);
+    this.answered = new AnswerLimiter(cluster.firewall.retransmitMs);
     this.recoveryIntervalMs = o.recoveryIntervalMs ?? 1_000;
     this.recoveryAttempts = o.recoveryAttempts ?? 120;
     this.compactMinBytes = o.compactMinBytes ?? DEFAULT_COMPACT_MIN_BYTES;
@@ -219,7 +230,7 @@ export class Sidecar {
     }
     this.executedThrough = state.executedThrough;
     this.progress = state.progress;
-    this.engineLog = state.engineRecords.map((bytes) => ({ record: decodeRecord(bytes), bytes }));
+    this.engineLog = state.engineRecords.map((bytes) => decodeRecord(bytes));
     this.cache = new ReplyCache(cluster.pbft.replyCacheSize, o.replyCacheBytes ?? DEFAULT_REPLY_CACHE_BYTES, cluster.merkleDepth);
     for (const f of state.finished) this.cache.add(f);
     this.submitters = new Submitters(Math.max(1024, cluster.pbft.maxPendingRequests * 2));
@@ -254,7 +265,7 @@ export class Sidecar {
       maxRequestBytes: this.maxCanonicalRequestBytes + SUBMISSION_OVERHEAD_BYTES,
     };
     const restoring = this.engineLog.length > 0 || this.executedThrough > 0;
-    const restored: RestoredState | undefined = restoring ? { records: this.engineLog.map((e) => e.record), lastExecuted: this.executedThrough } : undefined;
+    const restored: RestoredState | undefined = restoring ? { records: this.engineLog, lastExecuted: this.executedThrough } : undefined;
     this.engine = o.engine ? o.engine(config, crypto, restored) : new Replica(config, crypto, restored);
     this.refreshView();
     log.info(
@@ -389,7 +400,7 @@ export class Sidecar {
         this.actions.shift();
         const bytes = encodeRecord(a.record);
         this.journal.append({ kind: 'engine', bytes });
-        this.engineLog.push({ record: a.record, bytes });
+        this.engineLog.push(a.record);
         // A new snapshot (a stable checkpoint) makes most earlier records redundant: keep only
         // what compaction would keep, so memory follows the live state, not the log's size.
         if (a.record.kind === 'snapshot') this.trimEngineLog();
@@ -431,8 +442,7 @@ export class Sidecar {
 
   /** engineLog := what compactRecords keeps of it (restoring from either is equivalent). */
   private trimEngineLog(): void {
-    const bytesOf = new Map<PersistRecord, Uint8Array>(this.engineLog.map((e) => [e.record, e.bytes]));
-    this.engineLog = compactRecords(this.engineLog.map((e) => e.record)).map((record) => ({ record, bytes: bytesOf.get(record) ?? encodeRecord(record) }));
+    this.engineLog = compactRecords(this.engineLog);
   }
 
   private fatal(err: unknown): void {
@@ -687,6 +697,10 @@ export class Sidecar {
   private answerFromCache(top: string, hit: CacheHit): void {
     const p = partialFromCache(hit, this.view);
     if (!p) return; // a batch this replica did not sign (I7): the other replicas answer
+    if (!this.answered.allow(top, toHex(hit.batch.batch.digests[hit.index]!))) {
+      this.metrics.repeatsNotAnswered.inc();
+      return;
+    }
     this.metrics.cacheHits.inc();
     this.sendPartial(top, p);
   }
@@ -834,6 +848,7 @@ export class Sidecar {
     });
     if (signed?.partial) {
       for (const [top, indexes] of byTop) {
+        for (const i of indexes) this.answered.allow(top, toHex(b.requests[i]!.digest));
         this.sendPartial(top, {
           view: this.view,
           seq,
@@ -941,10 +956,9 @@ export class Sidecar {
   private compact(): void {
     this.journal.sync();
     const before = this.journal.size;
-    const bytesOf = new Map<PersistRecord, Uint8Array>(this.engineLog.map((e) => [e.record, e.bytes]));
-    const kept = compactRecords(this.engineLog.map((e) => e.record));
+    const kept = compactRecords(this.engineLog);
     const out: JournalRecord[] = [{ kind: 'executed', seq: this.executedThrough }];
-    for (const r of kept) out.push({ kind: 'engine', bytes: bytesOf.get(r) ?? encodeRecord(r) });
+    for (const r of kept) out.push({ kind: 'engine', bytes: encodeRecord(r) });
     for (const b of this.cache.all()) {
       b.replies.forEach((r, index) => {
         if (r) out.push({ kind: r.own ? 'done' : 'adopted', seq: b.batch.seq, index, reply: r.reply });
@@ -972,7 +986,7 @@ export class Sidecar {
     }
     this.journal.rewrite(out);
     this.persistEnd = 0; // everything is durable in the rewritten log
-    this.engineLog = kept.map((record) => ({ record, bytes: bytesOf.get(record) ?? encodeRecord(record) }));
+    this.engineLog = kept;
     this.compactAt = Math.max(this.compactMinBytes, 2 * this.journal.size);
     this.metrics.walCompactions.inc();
     this.metrics.walBytes.set(this.journal.size);

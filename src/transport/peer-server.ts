@@ -1,6 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { verifyIdentity } from '../crypto/identity.js';
-import { decodeFrame, type FrameMessage, type MessageKind } from './frame.js';
+import { decodeFrame, verifyFrame, type FrameMessage, type MessageKind } from './frame.js';
 import { FRAME_PATH, SESSION_START_HEADER } from './link.js';
 import { ReplayWindow } from './replay-window.js';
 
@@ -79,7 +78,7 @@ export async function startPeerServer(o: PeerServerOptions): Promise<PeerServer>
     if (frame.to !== o.self) return reject(res, 'wrong-recipient', frame.from);
     const key = o.senders.get(frame.from);
     if (!key) return reject(res, 'unknown-sender', frame.from);
-    if (!verifyIdentity(key, frame.signed, frame.signature)) return reject(res, 'bad-signature', frame.from);
+    if (!verifyFrame(key, frame)) return reject(res, 'bad-signature', frame.from);
     for (const m of frame.messages) if (!o.allowed(frame.from, m.kind)) return reject(res, 'not-allowed', frame.from);
     const verdict = replay.accept(frame.from, frame.session, frame.sessionStart, frame.counter);
     if (verdict !== 'fresh') return reject(res, verdict, frame.from);

@@ -19,11 +19,27 @@ export const BANK_SERVER = join(PACKAGE_ROOT, 'examples', 'bank', 'server.mjs');
 export const NODE_ADAPTER = join(PACKAGE_ROOT, 'adapters', 'node-deterministic.cjs');
 
 /**
- * V8's young generation capped at 2 MiB semi-spaces (default up to 16 MiB): about 25 MiB less
- * resident memory per cbft process at no measurable CPU cost (bench/PROFILE.md). Containers get
- * the same with NODE_OPTIONS=--max-semi-space-size=2.
+ * V8 heap settings for cbft processes. The young generation capped at 2 MiB semi-spaces (default
+ * up to 16 MiB): about 25 MiB less resident memory at no measurable CPU cost. The old generation
+ * capped at 128 MiB: a sidecar's live heap is 35–45 MiB with the default caches (reply bytes and
+ * other buffers live outside it), but under load V8 otherwise lets the heap grow to several times
+ * that before collecting; with the cap a sidecar's resident memory after a 5-minute soak went
+ * from about 300 to 180 MiB (bench/PROFILE.md). Containers get the same through NODE_OPTIONS
+ * (Dockerfile).
  */
-export const CBFT_NODE_ARGS: readonly string[] = ['--max-semi-space-size=2'];
+export const CBFT_NODE_ARGS: readonly string[] = ['--max-semi-space-size=2', '--max-old-space-size=128'];
+
+/**
+ * glibc malloc settings for cbft processes (the environment can override each): two arenas, and
+ * a fixed mmap threshold so that freed blocks of 64 KiB and more (frames, big replies, log
+ * compaction buffers) go back to the system instead of raising the threshold and fragmenting the
+ * heap. Measured in the 5-minute soak (bench/PROFILE.md). The container image sets the same.
+ */
+export const CBFT_MALLOC_ENV: Readonly<Record<string, string>> = {
+  MALLOC_ARENA_MAX: '2',
+  MALLOC_MMAP_THRESHOLD_: '65536',
+  MALLOC_TRIM_THRESHOLD_: '131072',
+};
 
 export interface UpstreamSpec {
   /** Shell command line; run with `sh -c`, PORT in its environment. */
@@ -141,7 +157,7 @@ export async function startLocalCluster(o: LocalClusterOptions = {}): Promise<Lo
         id,
         command: process.execPath,
         args: [...(o.nodeArgs ?? CBFT_NODE_ARGS), CLI_PATH, ...args],
-        env: { ...process.env, ...o.env },
+        env: { ...CBFT_MALLOC_ENV, ...process.env, ...o.env },
         logFile: join(workDir, 'logs', `${id}.log`),
       });
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Writer, fromHex, toHex, utf8 } from '../../src/codec/binary.js';
-import { batchMessage, buildTree, nodeHash, padLeaf, rootFromProof } from '../../src/codec/merkle.js';
+import { batchMessage, buildTree, nodeHash, padNode, rootFromProof } from '../../src/codec/merkle.js';
 import { sha256 } from '../../src/crypto/hash.js';
 
 const salt = sha256(utf8('salt'));
@@ -15,12 +15,27 @@ describe('merkle tree (fixed depth, sorted pairs)', () => {
     const [lo, hi] = toHex(a) < toHex(b) ? [a, b] : [b, a];
     expect(toHex(nodeHash(a, b))).toBe(toHex(sha256(tagged('cbft/node/v1'), lo, hi)));
     expect(toHex(nodeHash(b, a))).toBe(toHex(nodeHash(a, b)));
-    expect(toHex(padLeaf(salt, 3))).toBe(toHex(sha256(tagged('cbft/pad/v1'), salt, fromHex('00000003'))));
+    expect(toHex(padNode(salt, 0, 3))).toBe(toHex(sha256(tagged('cbft/pad/v2'), salt, fromHex('0000000003'))));
+    expect(toHex(padNode(salt, 2, 1))).toBe(toHex(sha256(tagged('cbft/pad/v2'), salt, fromHex('0200000001'))));
     expect(toHex(buildTree([a, b], 1, salt).root)).toBe(toHex(nodeHash(a, b)));
     const t2 = buildTree([a], 2, salt);
-    expect(toHex(t2.root)).toBe(toHex(nodeHash(nodeHash(a, padLeaf(salt, 1)), nodeHash(padLeaf(salt, 2), padLeaf(salt, 3)))));
-    expect(toHex(t2.root)).toMatchInlineSnapshot(`"c1885c301ca734a0a65969d355e7047a7ea0adddf9c36064e6febbdabacd7546"`);
+    expect(toHex(t2.root)).toBe(toHex(nodeHash(nodeHash(a, padNode(salt, 0, 1)), padNode(salt, 1, 1))));
+    expect(toHex(t2.root)).toMatchInlineSnapshot(`"b25db99240d7c6161bf0ebb386685f0fa8c7bc17dd7ccb102effea11c0238c5c"`);
     expect(toHex(batchMessage(t2.root, 2))).toBe(toHex(tagged('cbft/batch/v1')) + '02' + toHex(t2.root));
+  });
+
+  it('equals the full tree in which every all-padding subtree is its pad node', () => {
+    const depth = 4;
+    // Reference: recursion over the whole 2^depth-leaf tree.
+    const subtree = (leaves: Uint8Array[], level: number, index: number): Uint8Array => {
+      if (index << level >= leaves.length) return padNode(salt, level, index);
+      if (level === 0) return leaves[index]!;
+      return nodeHash(subtree(leaves, level - 1, 2 * index), subtree(leaves, level - 1, 2 * index + 1));
+    };
+    for (let size = 0; size <= 2 ** depth; size++) {
+      const leaves = Array.from({ length: size }, (_, i) => leaf(i));
+      expect(toHex(buildTree(leaves, depth, salt).root), `size ${size}`).toBe(toHex(subtree(leaves, depth, 0)));
+    }
   });
 
   it('every proof has the same length whatever the batch size, and verifies its own leaf', () => {

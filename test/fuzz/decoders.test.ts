@@ -41,7 +41,7 @@ import { decodePeerMessage, encodePeerMessage, type PeerMessage } from '../../sr
 import { WAL_MAGIC, WalFile, encodeWalRecord, scanWal } from '../../src/sidecar/wal.js';
 import { decodeFrame, encodeFrame, MessageKind, type FrameMessage } from '../../src/transport/frame.js';
 import { decodeFail, decodePartialReplies, decodeSignedReply, encodeFail, encodePartialReplies, encodeSignedReply, FailCode } from '../../src/wire/payloads.js';
-import { decodeSubmission, signSubmission } from '../../src/wire/submission.js';
+import { decodeSubmission, encodeSubmission } from '../../src/wire/submission.js';
 import { Cluster, makeRequest } from '../pbft/harness.js';
 import { KAT_MESSAGES } from '../pbft/kat-fixtures.js';
 
@@ -251,9 +251,10 @@ describe('decoder fuzzing (bounded time)', () => {
       items: fc.array(fc.record({ reply: fc.uint8Array({ maxLength: 60 }), proof: fc.uint8Array({ maxLength: 64 }) }), { minLength: 1, maxLength: 3 }),
     });
     fuzz('partial replies', inputs(fc.sample(partial, { numRuns: 20, seed: SEED }).map(encodePartialReplies)), (b) => strict(b, (x) => decodePartialReplies(x, max), encodePartialReplies));
-    const submission = fc.record({ top: fc.stringMatching(/^fw-[0-9]-[0-9]$/), signature: fc.uint8Array({ minLength: 64, maxLength: 64 }), request: fc.uint8Array({ maxLength: 100 }) });
-    const encSub = (s: { top: string; signature: Uint8Array; request: Uint8Array }) => signSubmission(fixedSigner(s.signature), s.top, s.request);
-    fuzz('request submission', inputs(fc.sample(submission, { numRuns: 20, seed: SEED }).map(encSub)), (b) => strict(b, (x) => decodeSubmission(x, max), encSub));
+    const submission = fc
+      .record({ top: fc.stringMatching(/^fw-[0-9]-[0-9]$/), signature: fc.uint8Array({ minLength: 64, maxLength: 64 }), depth: fc.nat(3), request: fc.uint8Array({ maxLength: 100 }) })
+      .chain((s) => fc.uint8Array({ minLength: 32 * s.depth, maxLength: 32 * s.depth }).map((proof) => ({ ...s, proof })));
+    fuzz('request submission', inputs(fc.sample(submission, { numRuns: 20, seed: SEED }).map(encodeSubmission)), (b) => strict(b, (x) => decodeSubmission(x, max), encodeSubmission));
   });
 
   it('PBFT messages and persisted records (seeded from a run with a view change)', () => {

@@ -18,7 +18,7 @@ const SNAPSHOT: Snapshot = {
   ownViewChange: KAT_MESSAGES['view-change'] as Extract<PersistRecord, { kind: 'snapshot' }>['snapshot']['ownViewChange'],
   newView: null,
   stable: { seq: 0, digest: GENESIS_HISTORY, sigs: [] },
-  execBase: { ...GENESIS_EXEC, dedup: [{ digest: D, seq: 1 }] },
+  execBase: { ...GENESIS_EXEC, dedup: { digests: D, seqs: [1] } },
   keepCommittedAbove: 0,
 };
 

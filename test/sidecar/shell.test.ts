@@ -24,6 +24,7 @@ import { Link } from '../../src/transport/link.js';
 import { startPeerServer, type PeerServer } from '../../src/transport/peer-server.js';
 import { decodePartialReplies, type PartialReplies } from '../../src/wire/payloads.js';
 import { canonicalRequest, counts, freePorts, makeCluster, startFixture, waitUntil, type TestCluster } from './helpers.js';
+import { metricValue } from '../firewall/helpers.js';
 
 class FakeEngine implements Engine {
   readonly submitted: ClientRequest[] = [];
@@ -82,7 +83,9 @@ describe('sidecar engine shell (scripted engine, in-process)', () => {
     const [port] = await freePorts(1);
     const fixture = await startFixture(join(tc.dir, 'count.jsonl'), port);
     closers.push(() => fixture.proc.kill());
-    const cluster = await loadCluster(tc.dir);
+    const loaded = await loadCluster(tc.dir);
+    // A short retransmission interval: a repeat within it is not answered again (AnswerLimiter).
+    const cluster = { ...loaded, firewall: { ...loaded.firewall, retransmitMs: 300 } };
     const keys = await loadNodeKeys(tc.dir, cluster, 'replica-0');
     const dataDir = join(tc.dir, 'data', 'replica-0');
     const wal = join(dataDir, 'wal.log');
@@ -198,7 +201,13 @@ describe('sidecar engine shell (scripted engine, in-process)', () => {
     expect(bodyB.seed).toBe(requestSeedHex(seed, 1, 1));
     expect(partials).toHaveLength(1); // C was submitted by no top known here
 
-    // A retry of A is answered from the reply cache: same reply, proof and partial, seq 1.
+    // A retry of A right after its answer is not answered again (the answer is on its way)...
+    topLink.send(MessageKind.Request, seal(A));
+    await waitUntil('repeat counted', async () => metricValue(await sidecar.registry.metrics(), 'cbft_sidecar_repeats_not_answered_total') === 1);
+    expect(partials).toHaveLength(1);
+    // ...one after the retransmission interval is answered from the reply cache: same reply,
+    // proof and partial, seq 1.
+    await new Promise((r) => setTimeout(r, 300));
     topLink.send(MessageKind.Request, seal(A));
     await waitUntil('cached answer', () => partials.length === 2);
     expect(partials[1]!.seq).toBe(1);

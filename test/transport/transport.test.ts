@@ -1,11 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { generateIdentity, IdentitySigner } from '../../src/crypto/identity.js';
-import { encodeFrame, decodeFrame, MessageKind, type FrameMessage } from '../../src/transport/frame.js';
+import { encodeFrame, decodeFrame, verifyFrame, MessageKind, type FrameMessage } from '../../src/transport/frame.js';
+import { sha256 } from '../../src/crypto/hash.js';
 import { FRAME_PATH, Link } from '../../src/transport/link.js';
 import { startPeerServer, type DropReason, type PeerServer } from '../../src/transport/peer-server.js';
 import { ReplayWindow } from '../../src/transport/replay-window.js';
-import { utf8 } from '../../src/codec/binary.js';
+import { Writer, toHex, utf8 } from '../../src/codec/binary.js';
 import { encodeFail, decodeFail, encodePartialReplies, decodePartialReplies, encodeSignedReply, decodeSignedReply, FailCode } from '../../src/wire/payloads.js';
 
 const a = generateIdentity();
@@ -53,6 +54,19 @@ describe('frames', () => {
     bad[idx] = 99;
     expect(() => decodeFrame(bad)).toThrow(/unknown message kind 99/);
     expect(() => decodeFrame(bytes.subarray(0, 10))).toThrow();
+  });
+
+  it('known answer: the signature is Ed25519 over the tagged SHA-256 of the bytes before it', () => {
+    const bytes = encodeFrame(header(7), [{ kind: MessageKind.Request, payload: utf8('x') }], signerA);
+    const f = decodeFrame(bytes);
+    expect(toHex(f.signed.subarray(0, 17))).toBe('0000000d' + toHex(utf8('cbft/frame/v2')));
+    const signedMessage = new Writer().string('cbft/frame-digest/v1').fixed(sha256(f.signed), 32).finish();
+    expect(toHex(f.signature)).toBe(toHex(signerA.sign(signedMessage)));
+    expect(verifyFrame(a.publicKey, f)).toBe(true);
+    expect(verifyFrame(b.publicKey, f)).toBe(false);
+    const tampered = bytes.slice();
+    tampered[30]! ^= 1;
+    expect(verifyFrame(a.publicKey, decodeFrame(tampered))).toBe(false);
   });
 });
 

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { toHex, utf8 } from '../../src/codec/binary.js';
 import { sha256 } from '../../src/crypto/hash.js';
 import { IdentitySigner, generateIdentity } from '../../src/crypto/identity.js';
-import { SubmissionVerifier, decodeSubmission, signSubmission, submitMessage } from '../../src/wire/submission.js';
+import { SubmissionVerifier, decodeSubmission, signRound, signSubmission, submitMessage } from '../../src/wire/submission.js';
+import { buildTree } from '../../src/codec/merkle.js';
+import { Writer } from '../../src/codec/binary.js';
 import { Replica, type Action, type PbftCrypto } from '../../src/pbft/index.js';
 import { simCrypto, simKeys } from '../../sim/fake-crypto.js';
 
@@ -17,14 +19,51 @@ const keys = new Map([
 describe('request submissions signed by a top firewall node', () => {
   it('known answer: the signed message and the envelope layout', () => {
     const digest = sha256(utf8('req'));
-    expect(toHex(submitMessage('fw-0-1', digest))).toBe(
-      '0000000e' + toHex(utf8('cbft/submit/v1')) + '00000006' + toHex(utf8('fw-0-1')) + toHex(digest),
+    expect(toHex(submitMessage('fw-0-1', 0, digest))).toBe(
+      '0000000e' + toHex(utf8('cbft/submit/v2')) + '00000006' + toHex(utf8('fw-0-1')) + '00' + toHex(digest),
     );
     const env = signSubmission(signerA, 'fw-0-1', utf8('req'));
     const s = decodeSubmission(env, 1024);
     expect(s.top).toBe('fw-0-1');
+    expect(s.depth).toBe(0);
     expect(toHex(s.request)).toBe(toHex(utf8('req')));
-    expect(env.length).toBe(4 + 6 + 64 + 4 + 3);
+    expect(env.length).toBe(4 + 6 + 64 + 1 + 4 + 3);
+    // Ed25519 is deterministic: the signature is over submitMessage(top, 0, digest).
+    expect(toHex(s.signature)).toBe(toHex(signerA.sign(submitMessage('fw-0-1', 0, digest))));
+  });
+
+  it('known answer: a round of three requests shares one signature over the root of their digests', () => {
+    const requests = ['a', 'b', 'c'].map((x) => utf8(`req ${x}`));
+    const envs = signRound(signerA, 'fw-0-1', requests.map((request) => ({ request })));
+    const tree = buildTree(requests.map((r) => sha256(r)), 2, new Uint8Array(32));
+    const decoded = envs.map((e) => decodeSubmission(e, 1024));
+    for (const [i, s] of decoded.entries()) {
+      expect(s.depth).toBe(2);
+      expect(toHex(s.proof)).toBe(toHex(tree.proof(i)));
+      expect(toHex(s.signature)).toBe(toHex(signerA.sign(submitMessage('fw-0-1', 2, tree.root))));
+      expect(toHex(s.request)).toBe(toHex(requests[i]!));
+    }
+    const v = new SubmissionVerifier(keys, 1024);
+    envs.forEach((e, i) => expect(toHex(v.digestOf(e)!)).toBe(toHex(sha256(requests[i]!))));
+  });
+
+  it('refuses a round envelope whose proof belongs to another request, or is tampered', () => {
+    const requests = ['a', 'b', 'c', 'd', 'e'].map((x) => utf8(`req ${x}`));
+    const envs = signRound(signerA, 'fw-0-1', requests.map((request) => ({ request })));
+    const v = new SubmissionVerifier(keys, 1024);
+    const s0 = decodeSubmission(envs[0]!, 1024);
+    const s1 = decodeSubmission(envs[1]!, 1024);
+    const rebuild = (proof: Uint8Array, request: Uint8Array) =>
+      new Writer().string('fw-0-1').fixed(s0.signature, 64).u8(s0.depth).fixed(proof, proof.length).bytes(request).finish();
+    expect(v.digestOf(rebuild(s0.proof, requests[0]!))).not.toBeNull(); // the rebuilt layout is right
+    expect(v.digestOf(rebuild(s1.proof, requests[0]!))).toBeNull(); // b's proof with a's request
+    const bad = s0.proof.slice();
+    bad[5]! ^= 1;
+    expect(v.digestOf(rebuild(bad, requests[0]!))).toBeNull();
+    expect(v.digestOf(rebuild(s0.proof, utf8('req x')))).toBeNull(); // a request not in the round
+    // Depth above 16 is malformed, not a huge allocation.
+    const deep = new Writer().string('fw-0-1').fixed(s0.signature, 64).u8(17).finish();
+    expect(() => decodeSubmission(deep, 1024)).toThrow(/depth 17/);
   });
 
   it('verifies the top signature and returns the request digest (not the envelope digest)', () => {
