@@ -32,6 +32,12 @@ interface Config {
   keepProxyRows: boolean;
 }
 
+
+/** Replies of this size and more are measured for at least these durations (seconds). */
+const BIG_REPLY_BYTES = 256 * 1024;
+const BIG_REPLY_MIN_DURATION_SEC = 10;
+const BIG_REPLY_MIN_WARMUP_SEC = 2;
+
 export async function main(args: string[]): Promise<void> {
   const opts = parseOptions(args, { ...MATRIX_OPTIONS, sizes: 'string', s: 'string', 'chain-lengths': 'string', only: 'string' });
   const { durationSec, warmupSec, repeat } = runOptions(opts, { duration: 3, repeat: 1 });
@@ -60,9 +66,19 @@ export async function main(args: string[]): Promise<void> {
       const c = await startCbftTarget({ name: cfg.name, replicas: 3 * cfg.s + 1, chains: 1, chainLength: cfg.chainLength });
       try {
         process.stderr.write(`${cfg.name}: ${3 * cfg.s + 1} replicas, one chain of ${cfg.chainLength}\n`);
-        const r = await runMatrix({ targets: [refs.proxy, c.target], workloads: cfg.workloads, connections, durationSec, warmupSec, repeat });
-        runs.push(...r);
-        for (const row of summarize(r, 'proxy')) if (row.target !== 'proxy' || cfg.keepProxyRows) rows.push(row);
+        // Big replies take seconds per request at 32 connections: their cells run longer, or a
+        // short cell would end before a single reply came back.
+        const small = cfg.workloads.filter((w) => w.replyBytes < BIG_REPLY_BYTES);
+        const big = cfg.workloads.filter((w) => w.replyBytes >= BIG_REPLY_BYTES);
+        for (const [workloads, d, w] of [
+          [small, durationSec, warmupSec],
+          [big, Math.max(durationSec, BIG_REPLY_MIN_DURATION_SEC), Math.max(warmupSec, BIG_REPLY_MIN_WARMUP_SEC)],
+        ] as const) {
+          if (workloads.length === 0) continue;
+          const r = await runMatrix({ targets: [refs.proxy, c.target], workloads: [...workloads], connections, durationSec: d, warmupSec: w, repeat });
+          runs.push(...r);
+          for (const row of summarize(r, 'proxy')) if (row.target !== 'proxy' || cfg.keepProxyRows) rows.push(row);
+        }
       } finally {
         await c.stop();
       }

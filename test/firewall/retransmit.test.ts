@@ -1,9 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MAX_RETRANSMIT_BACKOFF, ReplicaClient } from '../../src/firewall/replica-client.js';
-import type { ReplicaClientOptions } from '../../src/firewall/replica-client.js';
-import { toHex } from '../../src/codec/binary.js';
+import { MAX_RETRANSMIT_BACKOFF, ReplicaClient, type ReplicaClientOptions } from '../../src/firewall/replica-client.js';
+import { toHex, utf8 } from '../../src/codec/binary.js';
 import { sha256 } from '../../src/crypto/hash.js';
-import { utf8 } from '../../src/codec/binary.js';
 
 /** Sends per replica link, with the virtual time of each. */
 function harness(retransmitMs: number) {
