@@ -9,6 +9,7 @@ import * as opt from './backends/noble-opt.js';
 import * as mclB from './backends/mcl.js';
 import * as blstB from './backends/blst.js';
 import { VerifyPool } from './backends/verify-pool.js';
+import { subsets } from './lib/subsets.js';
 
 /**
  * `npm run bench -- crypto-backends [--budget-ms N] [--rounds N] [--pool-messages N] [--only REGEX]`
@@ -38,13 +39,6 @@ interface Check {
 const enc = (b: Uint8Array) => toHex(b);
 let counter = 0;
 const freshMessage = () => utf8(`cbft batch root ${process.pid}/${counter++}/${Math.random()}`);
-
-function subsets<T>(items: T[], k: number): T[][] {
-  if (k === 0) return [[]];
-  if (items.length < k) return [];
-  const [first, ...rest] = items;
-  return [...subsets(rest, k - 1).map((s) => [first!, ...s]), ...subsets(rest, k)];
-}
 
 /** A G1 point on the curve but outside the prime-order subgroup, compressed (flags set by hand). */
 function nonSubgroupG1(): Uint8Array {

@@ -166,12 +166,14 @@ export class ReplicaClient {
       const round: Round = { remaining: new Set(), expires: now + this.o.retransmitMs };
       const link = this.o.links[this.primary]!;
       // Answered or given up while queued: not sent. One signature seals the whole round.
-      const live = take.filter((d) => this.pending.has(d));
+      const live = take.flatMap((d): Array<[string, Pending]> => {
+        const p = this.pending.get(d);
+        return p ? [[d, p]] : [];
+      });
       if (live.length === 0) continue;
-      const envelopes = this.o.seal(live.map((d) => ({ request: this.pending.get(d)!.bytes, digest: fromHex(d) })));
-      live.forEach((d, i) => (this.pending.get(d)!.bytes = envelopes[i]!));
-      for (const digestHex of live) {
-        const p = this.pending.get(digestHex)!;
+      const envelopes = this.o.seal(live.map(([d, p]) => ({ request: p.bytes, digest: fromHex(d) })));
+      live.forEach(([, p], i) => (p.bytes = envelopes[i]!));
+      for (const [digestHex, p] of live) {
         if (!link.send(MessageKind.Request, p.bytes)) {
           this.o.queue.resolveAll(digestHex, { kind: 'fail', code: FailCode.Overloaded, local: true });
           continue;
@@ -241,9 +243,11 @@ export class ReplicaClient {
     for (const item of p.items) {
       let r: Uint8Array;
       let reply: CanonicalReply;
+      let digestHex: string;
       try {
         reply = decodeReply(item.reply, this.o.replyLimits);
-        r = rootFromProof(this.leafOf(reply.requestDigest, item.reply), item.proof, this.o.depth);
+        digestHex = toHex(reply.requestDigest);
+        r = rootFromProof(this.leafOf(digestHex, item.reply), item.proof, this.o.depth);
       } catch {
         metrics.alarm('bad-proof', from);
         return;
@@ -256,7 +260,7 @@ export class ReplicaClient {
         metrics.alarm('bad-proof', from, { detail: 'items of one partial lead to different roots' });
         return;
       }
-      parsed.push({ digestHex: toHex(reply.requestDigest), reply: item.reply, proof: item.proof, parsed: reply });
+      parsed.push({ digestHex, reply: item.reply, proof: item.proof, parsed: reply });
     }
     if (rootHex === undefined || root === undefined) return;
 
@@ -298,8 +302,8 @@ export class ReplicaClient {
    * The Merkle leaf of a reply. Correct replicas send identical bytes, and comparing them costs a
    * fraction of hashing them again (which dominated the top's time with 1 MiB replies).
    */
-  private leafOf(requestDigest: Uint8Array, reply: Uint8Array): Uint8Array {
-    const pend = this.pending.get(toHex(requestDigest));
+  private leafOf(digestHex: string, reply: Uint8Array): Uint8Array {
+    const pend = this.pending.get(digestHex);
     const first = pend?.firstLeaf;
     if (first && Buffer.from(first.reply.buffer, first.reply.byteOffset, first.reply.byteLength).equals(reply)) return first.leaf;
     const leaf = leafHash(reply);

@@ -26,7 +26,6 @@ export const EMPTY_DEDUP: PackedDedup = { digests: new Uint8Array(0), seqs: [] }
 export class DedupWindow {
   private readonly digests: Uint8Array;
   private readonly seqs: Float64Array;
-  private readonly words: DataView;
   private head = 0;
   private count = 0;
   /** slot + 1 of the entry at each position, 0 = empty; linear probing, backward-shift deletion. */
@@ -40,7 +39,6 @@ export class DedupWindow {
     if (!Number.isInteger(capacity) || capacity < 1) throw new Error('dedup: capacity must be a positive integer');
     this.digests = new Uint8Array(capacity * DIGEST).fill(0);
     this.seqs = new Float64Array(capacity).fill(0);
-    this.words = new DataView(this.digests.buffer);
     let bits = 1;
     while (1 << bits < 2 * capacity) bits++;
     this.table = new Int32Array(1 << bits).fill(0);
@@ -58,8 +56,7 @@ export class DedupWindow {
   /** The seq `digest` was executed at, if it is in the window. */
   seqOf(digest: Uint8Array): number | undefined {
     if (digest.length !== DIGEST) return undefined;
-    const view = new DataView(digest.buffer, digest.byteOffset, DIGEST);
-    for (let i = this.home(view.getUint32(0), view.getUint32(4)); ; i = (i + 1) & this.mask) {
+    for (let i = this.home(word(digest, 0), word(digest, 4)); ; i = (i + 1) & this.mask) {
       const v = this.table[i]!;
       if (v === 0) return undefined;
       if (this.matches(v - 1, digest)) return this.seqs[v - 1];
@@ -100,7 +97,7 @@ export class DedupWindow {
   }
 
   private homeOf(slot: number): number {
-    return this.home(this.words.getUint32(slot * DIGEST), this.words.getUint32(slot * DIGEST + 4));
+    return this.home(word(this.digests, slot * DIGEST), word(this.digests, slot * DIGEST + 4));
   }
 
   /** Removes `slot` from the index, shifting later entries of its probe run back into the gap. */
@@ -123,4 +120,9 @@ export class DedupWindow {
     for (let i = 0; i < DIGEST; i++) if (this.digests[base + i] !== digest[i]) return false;
     return true;
   }
+}
+
+/** The big-endian 32-bit word at `offset` (no DataView per lookup on the execution path). */
+function word(b: Uint8Array, offset: number): number {
+  return ((b[offset]! << 24) | (b[offset + 1]! << 16) | (b[offset + 2]! << 8) | b[offset + 3]!) >>> 0;
 }

@@ -586,7 +586,7 @@ export class Sidecar {
       return;
     }
     // The envelope must be signed by the top that sent it (I6 at the request level).
-    const digest = submission.top === top ? this.submissions.digestOf(payload) : null;
+    const digest = submission.top === top ? this.submissions.digestOfDecoded(submission) : null;
     if (digest === null) {
       this.dropped('sidecar', 'unauthenticated-request', { from: top, claimed: submission.top });
       return;

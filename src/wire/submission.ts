@@ -102,6 +102,11 @@ export class SubmissionVerifier {
     } catch {
       return null;
     }
+    return this.digestOfDecoded(s);
+  }
+
+  /** digestOf for an envelope the caller already decoded. */
+  digestOfDecoded(s: Submission): Uint8Array | null {
     const key = this.topKeys.get(s.top);
     if (!key) return null;
     const digest = sha256(s.request);

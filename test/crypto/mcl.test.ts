@@ -4,6 +4,7 @@ import { bls12_381 } from '@noble/curves/bls12-381.js';
 import * as threshold from '../../src/crypto/threshold.js';
 import { fromHex, toHex, utf8 } from '../../src/codec/binary.js';
 import type { Partial } from '../../src/crypto/threshold.js';
+import { subsets } from '../../bench/lib/subsets.js';
 
 /**
  * Cross-checks of the two implementations of the public-data operations behind
@@ -12,13 +13,6 @@ import type { Partial } from '../../src/crypto/threshold.js';
  * non-canonical, non-subgroup and infinity encodings.
  */
 const message = utf8('cbft cross-check message');
-
-function subsets<T>(items: T[], k: number): T[][] {
-  if (k === 0) return [[]];
-  if (items.length < k) return [];
-  const [first, ...rest] = items;
-  return [...subsets(rest, k - 1).map((s) => [first!, ...s]), ...subsets(rest, k)];
-}
 
 /** Runs `f` once with each backend and returns both results. */
 async function both<T>(f: () => T): Promise<{ noble: T; mcl: T }> {

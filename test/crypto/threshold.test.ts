@@ -4,16 +4,10 @@ import { threshold } from '../../src/index.js';
 import { DST, publicKeyOf } from '../../src/crypto/threshold.js';
 import { fromHex, toHex, utf8 } from '../../src/codec/binary.js';
 import type { Partial, Share } from '../../src/crypto/threshold.js';
+import { subsets } from '../../bench/lib/subsets.js';
 
 const Fr = bls12_381.fields.Fr;
 const message = utf8('cbft test message');
-
-function subsets<T>(items: T[], k: number): T[][] {
-  if (k === 0) return [[]];
-  if (items.length < k) return [];
-  const [first, ...rest] = items;
-  return [...subsets(rest, k - 1).map((s) => [first!, ...s]), ...subsets(rest, k)];
-}
 
 /** The master secret, recovered in the test by interpolating `t` share secrets at 0. */
 function masterSecret(shares: Share[]): bigint {

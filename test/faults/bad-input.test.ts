@@ -158,7 +158,7 @@ async function underAttack(name: string, order: number, targets: string[], attac
 
 describe('bad input and attacks under a steady load', () => {
   beforeAll(async () => {
-    fc = await startFaultCluster({ replicas: 4, chains: 2, chainLength: 2, service: 'bank', configure: (c) => (c.firewall.requestTimeoutMs = 5_000) });
+    fc = await startFaultCluster({ replicas: 4, chains: 2, chainLength: 2, service: 'bank' });
     // Slow clients are only cut at the server's timeouts (10 s for headers, 30 s for a whole
     // request): they start now, under the load of the first tests, and the slow-client test
     // collects them.

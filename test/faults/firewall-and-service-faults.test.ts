@@ -33,9 +33,6 @@ describe('firewall faults under load (chains of 3 nodes)', () => {
       chains: 2,
       chainLength: 3,
       service: 'bank',
-      configure: (c) => {
-        c.firewall.requestTimeoutMs = 5_000;
-      },
     });
   }, 120_000);
 
@@ -99,9 +96,6 @@ describe('legacy service faults under load', () => {
       chains: 2,
       chainLength: 2,
       service: 'counting',
-      configure: (c) => {
-        c.firewall.requestTimeoutMs = 5_000;
-      },
     });
   }, 120_000);
 

@@ -72,9 +72,6 @@ describe('sidecar faults under load', () => {
       chains: 2,
       chainLength: 2,
       service: 'bank',
-      configure: (c) => {
-        c.firewall.requestTimeoutMs = 5_000;
-      },
       // Small, so restarts below also restore from compacted logs (and restore quickly).
       env: { CBFT_WAL_COMPACT_BYTES: String(256 * 1024) },
     });

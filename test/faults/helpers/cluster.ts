@@ -124,7 +124,11 @@ export async function startFaultCluster(o: FaultClusterOptions = {}): Promise<Fa
       basePort: base,
       workDir,
       upstreamFor: (i) => upstreamSpec(service, workDir, i),
-      configure: o.configure,
+      // Requests the faults strand give up after 5 s (default 10 s), so every scenario stays short.
+      configure: (c) => {
+        c.firewall.requestTimeoutMs = 5_000;
+        o.configure?.(c);
+      },
       env: { LOG_LEVEL: 'info', ...o.env, NODE_OPTIONS: nodeOptions, CBFT_FAULTS_SKEW_DIR: skewDir },
       readyTimeoutMs: 60_000,
       onChildExit: (child) => {
