@@ -128,6 +128,8 @@ export class Replica {
   // Log.
   private stable: CheckpointProof = { seq: 0, digest: GENESIS_HISTORY, sigs: [] };
   private readonly slots = new Map<number, Slot>();
+  /** Slots that were open (pre-prepared, not committed) at the previous STATUS broadcast. */
+  private openAtLastGossip = new Set<number>();
   private nextSeq = 1;
   private lastProposedTimestamp = 0;
   /** Request digest -> seq of the current-view batch that carries it (not yet executed). */
@@ -936,12 +938,18 @@ export class Replica {
     if (this.inViewChange) {
       if (this.ownViewChange) this.send('all', this.ownViewChange);
     } else {
+      // Only slots still open a whole period later are resent: under load most slots commit
+      // within a period, and resending every open one made peers verify (and drop) duplicates.
+      const open = new Set<number>();
       for (const slot of this.slots.values()) {
         if (!slot.prePrepare || slot.committed) continue;
+        open.add(slot.seq);
+        if (!this.openAtLastGossip.has(slot.seq)) continue;
         if (slot.ownPrePrepare) this.send('all', slot.ownPrePrepare);
         if (slot.ownPrepare) this.send('all', slot.ownPrepare);
         if (slot.ownCommit) this.send('all', slot.ownCommit);
       }
+      this.openAtLastGossip = open;
     }
     // A checkpoint that is not stable yet may be missing a vote; once stable, lagging peers get
     // the whole proof instead (relayStableProof, on their STATUS).

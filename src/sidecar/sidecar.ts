@@ -33,6 +33,12 @@ import { MAX_ROUND_DEPTH, SubmissionVerifier, decodeSubmission, type Submission 
  * Envelope bytes around a canonical request (wire/submission.ts): top id (≤ 64 + 4), signature
  * (64), round depth (1), round proof (≤ 32 × MAX_ROUND_DEPTH), request length (4).
  */
+/**
+ * Period of the engine's STATUS broadcasts (and of its retransmissions of stuck messages). Each
+ * costs every replica a signature, frames to all peers and their verifications: at 200 ms it was
+ * about half of an idle sidecar's CPU. Lagging peers still learn within half a second.
+ */
+const STATUS_INTERVAL_MS = 500;
 const SUBMISSION_OVERHEAD_BYTES = 68 + 64 + 1 + 32 * MAX_ROUND_DEPTH + 4;
 import { startAdminServer, createRegistry, type AdminServer, type Readiness } from '../admin/server.js';
 import type { Logger } from '../log.js';
@@ -258,6 +264,7 @@ export class Sidecar {
       adaptiveBatching: true,
       batchHoldTicks: Math.max(10, p.batchDelayTicks),
       viewChangeTicks: Math.max(2, p.viewChangeTicks),
+      statusTicks: Math.max(1, Math.round(STATUS_INTERVAL_MS / p.tickMs)),
       maxClockSkewMs: p.maxClockSkewMs,
       dedupWindow: Math.min(p.replyCacheSize, 1 << 24),
       maxPendingRequests: p.maxPendingRequests,
