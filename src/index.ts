@@ -4,6 +4,16 @@
  */
 import { combine, deal, partialSign, verify, verifyPartial } from './crypto/threshold.js';
 
+/**
+ * Threshold BLS12-381 signatures (keys in G2, signatures in G1):
+ * - `deal(threshold, count)`: trusted-dealer shares of a fresh key, any `threshold` of which sign.
+ * - `partialSign(share, message)`: one share's partial signature.
+ * - `verifyPartial(sharePublicKey, message, partial)`, `verify(publicKey, message, signature)`:
+ *   true or false, never throw; keys outside the prime-order subgroup are invalid.
+ * - `combine(partials, threshold)`: the group signature from at least `threshold` partials with
+ *   distinct share indices. `threshold` is required: fewer partials throw a CbftError
+ *   (CBFT_ERR_THRESHOLD) instead of yielding a wrong signature; more are fine (same bytes).
+ */
 export const threshold = { deal, partialSign, verifyPartial, combine, verify } as const;
 export type { Share, Dealt, Partial } from './crypto/threshold.js';
 export { CbftError, ErrorCodes } from './errors.js';

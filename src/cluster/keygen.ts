@@ -1,8 +1,9 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { toHex } from '../codec/binary.js';
+import { CbftError, ErrorCodes } from '../errors.js';
 import { generateIdentity } from '../crypto/identity.js';
-import { deal } from '../crypto/threshold.js';
+import { MAX_SHARES, deal } from '../crypto/threshold.js';
 import {
   DEFAULT_FIREWALL,
   DEFAULT_MERKLE_DEPTH,
@@ -37,13 +38,45 @@ export function portCount(o: Pick<KeygenOptions, 'replicas' | 'chains' | 'chainL
   return 2 * o.replicas + o.chains * (2 * o.chainLength + 1);
 }
 
-export function generateCluster(o: KeygenOptions): { cluster: ClusterConfig; keys: NodeKeys[] } {
+export const MAX_PORT = 65535;
+
+/**
+ * checkSizes plus the upper bounds keygen needs: at most MAX_SHARES replicas (one threshold share
+ * each) and no more ports than exist. Usage errors that name the flags.
+ */
+export function checkClusterSizes(o: Pick<KeygenOptions, 'replicas' | 'chains' | 'chainLength'>, extraPorts = 0): void {
   checkSizes(o.replicas, o.chains, o.chainLength);
-  const host = o.host ?? DEFAULT_HOST;
-  let port = o.basePort ?? DEFAULT_BASE_PORT;
-  if (!Number.isInteger(port) || port < 1 || port + portCount(o) - 1 > 65535) {
-    throw new RangeError(`--base-port must leave room for ${portCount(o)} ports below 65536`);
+  if (o.replicas > MAX_SHARES) {
+    throw new CbftError(ErrorCodes.USAGE, `--replicas must be 3s+1 in 4..${MAX_SHARES}, got ${o.replicas}`);
   }
+  const count = portCount(o) + extraPorts;
+  if (count > MAX_PORT) {
+    throw new CbftError(
+      ErrorCodes.USAGE,
+      `--replicas ${o.replicas}, --chains ${o.chains} and --chain-length ${o.chainLength} need ${count} ports, more than the ${MAX_PORT} that exist; lower them`,
+    );
+  }
+}
+
+/**
+ * The first of `count` consecutive ports must leave room for all of them below 65536: a usage
+ * error naming --base-port and the allowed range otherwise.
+ */
+export function checkBasePort(basePort: number, count: number): number {
+  const highest = MAX_PORT + 1 - count;
+  if (!Number.isInteger(basePort) || basePort < 1 || basePort > highest) {
+    throw new CbftError(
+      ErrorCodes.USAGE,
+      `--base-port must be an integer in 1..${highest} (${count} consecutive ports from it must stay below ${MAX_PORT + 1}), got ${basePort}`,
+    );
+  }
+  return basePort;
+}
+
+export function generateCluster(o: KeygenOptions): { cluster: ClusterConfig; keys: NodeKeys[] } {
+  checkClusterSizes(o);
+  const host = o.host ?? DEFAULT_HOST;
+  let port = checkBasePort(o.basePort ?? DEFAULT_BASE_PORT, portCount(o));
   const hostPart = host.includes(':') ? `[${host}]` : host;
   const next = () => `http://${hostPart}:${port++}`;
   const s = (o.replicas - 1) / 3;

@@ -130,6 +130,17 @@ function remember<V>(cache: Map<string, V>, key: string, value: V): V {
   return value;
 }
 
+/** Public keys decoded so far, i.e. g2Cache misses (cacheStats; tests check the cache works). */
+let publicKeyDecodes = 0;
+
+/**
+ * Test hook: entries in the noble-side caches and how many public keys were decoded (cache
+ * misses) since the process started. The mcl backend keeps its own caches (src/crypto/mcl.ts).
+ */
+export function cacheStats(): { publicKeys: number; messages: number; publicKeyDecodes: number } {
+  return { publicKeys: g2Cache.size, messages: messageCache.size, publicKeyDecodes };
+}
+
 /** Forgets decoded keys and hashed messages (benchmarks measure cold paths with it). */
 export function clearCaches(): void {
   g2Cache.clear();
@@ -142,6 +153,7 @@ function decodePublicKey(publicKey: Uint8Array): { point: G2Point; precompute: P
   const key = toHex(publicKey);
   const hit = g2Cache.get(key);
   if (hit) return hit;
+  publicKeyDecodes++;
   let point: G2Point;
   try {
     point = G2.fromBytes(publicKey);
@@ -314,14 +326,19 @@ export function verify(publicKey: Uint8Array, message: Uint8Array, signature: Ui
 }
 
 /**
- * Lagrange interpolation at 0 over exactly the given partials. Callers pass `threshold` partials;
- * fewer than the dealt threshold silently yields a wrong signature in any threshold scheme, so
- * the expected threshold is required and checked here.
+ * Combines partial signatures into the group signature: Lagrange interpolation at 0 over the
+ * given partials. `threshold` (required) is the dealt threshold t: fewer than t partials would
+ * interpolate a wrong signature in any threshold scheme, and a combiner cannot tell, so they are
+ * refused with a CbftError (CBFT_ERR_THRESHOLD). More than t partials are fine: interpolating a
+ * polynomial of degree t-1 over more points gives the same value (and the same bytes).
  */
-export function combine(partials: Partial[], threshold?: number): Uint8Array {
+export function combine(partials: Partial[], threshold: number): Uint8Array {
+  if (typeof threshold !== 'number' || !Number.isInteger(threshold) || threshold < 1 || threshold > MAX_SHARES) {
+    fail(`combine: threshold must be an integer in 1..${MAX_SHARES}, got ${String(threshold)}`);
+  }
   if (!Array.isArray(partials) || partials.length === 0) fail('combine needs at least one partial signature');
-  if (threshold !== undefined && partials.length < threshold) {
-    fail(`combine needs ${threshold} partial signatures, got ${partials.length}`);
+  if (partials.length < threshold) {
+    fail(`combine needs at least ${threshold} partial signatures (the threshold), got ${partials.length}`);
   }
   const seen = new Set<number>();
   if (publicOps === 'mcl') {

@@ -5,8 +5,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { CbftError, ErrorCodes } from '../errors.js';
-import { checkSizes, type ClusterConfig } from '../cluster/config.js';
-import { generateCluster, portCount, writeCluster, DEFAULT_BASE_PORT } from '../cluster/keygen.js';
+import type { ClusterConfig } from '../cluster/config.js';
+import { checkBasePort, checkClusterSizes, generateCluster, portCount, writeCluster, DEFAULT_BASE_PORT, MAX_PORT } from '../cluster/keygen.js';
 import { loadCluster } from '../cluster/keys.js';
 import { ManagedChild } from './child.js';
 import { takenPorts, waitForPort } from './ports.js';
@@ -119,8 +119,11 @@ export async function startLocalCluster(o: LocalClusterOptions = {}): Promise<Lo
       const replicas = o.replicas ?? 4;
       const chains = o.chains ?? 2;
       const chainLength = o.chainLength ?? 2;
-      checkSizes(replicas, chains, chainLength);
-      const generated = generateCluster({ replicas, chains, chainLength, basePort: o.basePort ?? DEFAULT_BASE_PORT });
+      // The upstreams take the ports right after the cluster's unless placed elsewhere.
+      const upstreamPorts = o.upstreamBasePort === undefined ? replicas : 0;
+      checkClusterSizes({ replicas, chains, chainLength }, upstreamPorts);
+      const basePort = checkBasePort(o.basePort ?? DEFAULT_BASE_PORT, portCount({ replicas, chains, chainLength }) + upstreamPorts);
+      const generated = generateCluster({ replicas, chains, chainLength, basePort });
       o.configure?.(generated.cluster);
       cluster = generated.cluster;
       clusterDir = join(workDir, 'cluster');
@@ -132,6 +135,14 @@ export async function startLocalCluster(o: LocalClusterOptions = {}): Promise<Lo
       ...cluster.chains.flat().flatMap((n) => (n.position === 0 ? [n.url, n.peerUrl, n.adminUrl] : [n.url, n.adminUrl])),
     ].map((u) => Number(new URL(u).port));
     const upstreamBase = o.upstreamBasePort ?? Math.max(...nodePorts) + 1;
+    if (!Number.isInteger(upstreamBase) || upstreamBase < 1 || upstreamBase + cluster.replicas.length - 1 > MAX_PORT) {
+      throw new CbftError(
+        ErrorCodes.USAGE,
+        o.upstreamBasePort === undefined
+          ? `the ${cluster.replicas.length} upstreams take the ports after the cluster's (up to ${upstreamBase - 1}), past ${MAX_PORT}: generate the cluster with a lower --base-port`
+          : `upstream base port must be an integer in 1..${MAX_PORT + 1 - cluster.replicas.length}, got ${upstreamBase}`,
+      );
+    }
     const upstreamPorts = cluster.replicas.map((_, i) => upstreamBase + i);
     const taken = await takenPorts([...nodePorts, ...upstreamPorts]);
     if (taken.length > 0) {
@@ -161,8 +172,12 @@ export async function startLocalCluster(o: LocalClusterOptions = {}): Promise<Lo
         logFile: join(workDir, 'logs', `${id}.log`),
       });
 
+    const specFor = (i: number) => o.upstreamFor?.(i) ?? o.upstream ?? DEFAULT_UPSTREAM;
+    for (const i of upstreamPorts.keys()) {
+      if (specFor(i).command.trim() === '') throw new CbftError(ErrorCodes.USAGE, '--upstream-command must not be empty');
+    }
     for (const [i, port] of upstreamPorts.entries()) {
-      const spec = o.upstreamFor?.(i) ?? o.upstream ?? DEFAULT_UPSTREAM;
+      const spec = specFor(i);
       const child = launch({
         id: `upstream-${i}`,
         command: '/bin/sh',

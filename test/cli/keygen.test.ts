@@ -38,4 +38,29 @@ describe('cbft CLI', () => {
     expect(runCli(['keygen', '--bogus']).stderr).toMatch(/bogus/);
     expect(runCli(['keygen', '--replicas', '4']).stderr).toMatch(/--out is required/);
   });
+
+  it('keygen: out-of-range --base-port and sizes are one-line usage errors naming the flag (exit 2)', async () => {
+    const dir = join(await mkdtemp(join(tmpdir(), 'cbft-keygen-')), 'c');
+    const sizes = ['--replicas', '4', '--chains', '1', '--chain-length', '2'];
+    const cases: Array<[string[], RegExp]> = [
+      [[...sizes, '--base-port', '65530'], /^cbft keygen: --base-port must be an integer in 1\.\.65523 \(13 consecutive ports from it must stay below 65536\), got 65530$/],
+      [[...sizes, '--base-port', '0'], /^cbft keygen: --base-port must be an integer in 1\.\.65523 .*got 0$/],
+      [['--replicas', '4000', '--chains', '1', '--chain-length', '2'], /^cbft keygen: --replicas must be 3s\+1 in 4\.\.1024, got 4000$/],
+      [['--replicas', '4', '--chains', '100000', '--chain-length', '2'], /^cbft keygen: --replicas 4, --chains 100000 and --chain-length 2 need 500008 ports, more than the 65535 that exist; lower them$/],
+    ];
+    for (const [args, re] of cases) {
+      const r = runCli(['keygen', '--out', dir, ...args]);
+      const what = args.join(' ');
+      expect({ what, code: r.code, stdout: r.stdout }).toEqual({ what, code: 2, stdout: '' });
+      const lines = r.stderr.trimEnd().split('\n');
+      expect({ what, lines }).toEqual({ what, lines: [expect.stringMatching(re)] });
+    }
+    expect(existsSync(dir)).toBe(false);
+    // The last base port that fits is accepted.
+    const ok = runCli(['keygen', '--out', dir, ...sizes, '--base-port', '65523']);
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    const cluster = await loadCluster(dir);
+    expect(cluster.chains[0]![1]!.adminUrl).toBe('http://127.0.0.1:65535');
+  });
 });

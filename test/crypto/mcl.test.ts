@@ -50,6 +50,26 @@ function nonSubgroupPoint(): Uint8Array {
   }
 }
 
+/** A point on the G2 twist outside the prime-order subgroup, compressed by hand (x.c1 || x.c0). */
+function nonSubgroupG2Point(): Uint8Array {
+  const { Fp, Fp2 } = bls12_381.fields;
+  const G2 = bls12_381.G2.Point;
+  for (let i = 1n; ; i++) {
+    const x = Fp2.fromBigTuple([i, 1n]);
+    let y: ReturnType<typeof Fp2.sqrt> | undefined;
+    try {
+      y = Fp2.sqrt(Fp2.add(Fp2.mul(Fp2.sqr(x), x), G2.CURVE().b));
+    } catch {
+      continue;
+    }
+    if (!y || G2.fromAffine({ x, y }).isTorsionFree()) continue;
+    const bytes = fromHex(x.c1.toString(16).padStart(96, '0') + x.c0.toString(16).padStart(96, '0'));
+    const half = (Fp.ORDER - 1n) / 2n;
+    bytes[0]! |= 0x80 | ((y.c1 !== 0n ? y.c1 > half : y.c0 > half) ? 0x20 : 0);
+    return bytes;
+  }
+}
+
 beforeAll(async () => {
   expect(await threshold.usePublicBackend('mcl')).toBe('mcl');
 });
@@ -155,7 +175,9 @@ describe('noble and mcl-wasm refuse the same encodings', () => {
     const pk = dealt.groupPublicKey;
     const flipped = new Uint8Array(pk);
     flipped[95]! ^= 1;
-    const badKeys = [new Uint8Array(96), new Uint8Array(96).fill(0xff), pk.slice(0, 95), fromHex('c0' + '00'.repeat(95)), flipped];
+    const offSubgroup = nonSubgroupG2Point();
+    expect(() => bls12_381.G2.Point.fromBytes(offSubgroup)).toThrow(/not in prime-order subgroup/);
+    const badKeys = [new Uint8Array(96), new Uint8Array(96).fill(0xff), pk.slice(0, 95), fromHex('c0' + '00'.repeat(95)), flipped, offSubgroup];
     for (const key of badKeys) {
       expect(await both(() => threshold.verify(key, message, good))).toEqual({ noble: false, mcl: false });
     }

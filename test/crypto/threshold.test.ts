@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { bls12_381 } from '@noble/curves/bls12-381.js';
-import { threshold } from '../../src/index.js';
-import { DST, publicKeyOf } from '../../src/crypto/threshold.js';
+import { CbftError, ErrorCodes, threshold } from '../../src/index.js';
+import { DST, cacheStats, clearCaches, publicKeyOf } from '../../src/crypto/threshold.js';
 import { fromHex, toHex, utf8 } from '../../src/codec/binary.js';
 import type { Partial, Share } from '../../src/crypto/threshold.js';
 import { subsets } from '../../bench/lib/subsets.js';
@@ -58,10 +58,29 @@ describe.each([
     }
   });
 
-  it('fewer than t partials are refused when the threshold is given, and never verify', () => {
-    const few = partials.slice(0, t - 1);
-    expect(() => threshold.combine(few, t)).toThrow(/needs \d+ partial/);
-    if (few.length > 0) expect(threshold.verify(dealt.groupPublicKey, message, threshold.combine(few))).toBe(false);
+  it('fewer than t partials are rejected with a clear error, never a wrong signature', () => {
+    for (let k = 1; k < t; k++) {
+      for (const few of subsets(partials, k)) {
+        expect(() => threshold.combine(few, t)).toThrow(expect.objectContaining({ name: 'CbftError', code: ErrorCodes.THRESHOLD }));
+        expect(() => threshold.combine(few, t)).toThrow(`combine needs at least ${t} partial signatures (the threshold), got ${k}`);
+      }
+    }
+  });
+
+  it('more than t partials combine to the same signature as any t of them', () => {
+    const exact = threshold.combine(partials.slice(0, t), t);
+    for (let k = t + 1; k <= n; k++) {
+      const sig = threshold.combine(partials.slice(n - k), t);
+      expect(toHex(sig)).toBe(toHex(exact));
+    }
+    expect(threshold.verify(dealt.groupPublicKey, message, exact)).toBe(true);
+  });
+
+  it('the threshold argument is required and checked', () => {
+    const combineLoose = threshold.combine as (p: Partial[], t?: unknown) => Uint8Array;
+    for (const bad of [undefined, 0, -1, 1.5, Number.NaN, '2', 1025]) {
+      expect(() => combineLoose(partials.slice(0, t), bad)).toThrow(/combine: threshold must be an integer in 1\.\.1024/);
+    }
   });
 
   it('a corrupted or foreign partial is caught by verifyPartial and spoils the combination', () => {
@@ -80,11 +99,11 @@ describe.each([
   });
 
   it('duplicates, malformed bytes and bad indices are rejected with a clear error', () => {
-    expect(() => threshold.combine([partials[0]!, partials[0]!])).toThrow(/duplicate partial/);
-    expect(() => threshold.combine([{ index: 1, signature: new Uint8Array(47) }, partials[1]!])).toThrow(/48 bytes/);
-    expect(() => threshold.combine([{ index: 1, signature: new Uint8Array(48).fill(0xff) }, partials[1]!])).toThrow(/G1 point/);
-    expect(() => threshold.combine([{ index: 0, signature: partials[0]!.signature }, partials[1]!])).toThrow(/share index/);
-    expect(() => threshold.combine([])).toThrow(/at least one/);
+    expect(() => threshold.combine([partials[0]!, partials[0]!], 2)).toThrow(/duplicate partial/);
+    expect(() => threshold.combine([{ index: 1, signature: new Uint8Array(47) }, partials[1]!], 2)).toThrow(/48 bytes/);
+    expect(() => threshold.combine([{ index: 1, signature: new Uint8Array(48).fill(0xff) }, partials[1]!], 2)).toThrow(/G1 point/);
+    expect(() => threshold.combine([{ index: 0, signature: partials[0]!.signature }, partials[1]!], 2)).toThrow(/share index/);
+    expect(() => threshold.combine([], t)).toThrow(/at least one/);
     expect(threshold.verify(dealt.groupPublicKey, message, new Uint8Array(48))).toBe(false);
     expect(threshold.verify(new Uint8Array(96), message, partials[0]!.signature)).toBe(false);
   });
@@ -120,7 +139,74 @@ describe('threshold input checks', () => {
     bytes[0]! |= 0x80 | (y > (Fp.ORDER - 1n) / 2n ? 0x20 : 0);
     const dealt = threshold.deal(2, 4);
     expect(threshold.verifyPartial(dealt.shares[0]!.publicKey, message, bytes)).toBe(false);
-    expect(() => threshold.combine([{ index: 1, signature: bytes }, { index: 2, signature: threshold.partialSign(dealt.shares[1]!, message) }])).toThrow(/subgroup/);
+    expect(() => threshold.combine([{ index: 1, signature: bytes }, { index: 2, signature: threshold.partialSign(dealt.shares[1]!, message) }], 2)).toThrow(/subgroup/);
+  });
+
+  it('rejects a public key on the G2 curve but outside the prime-order subgroup', () => {
+    // A point on the twist E'(Fp2): y^2 = x^3 + 4(1+u). Its cofactor is huge, so a point found by
+    // trying x is almost surely outside G2; the loop checks that it is.
+    const { Fp, Fp2 } = bls12_381.fields;
+    const G2 = bls12_381.G2.Point;
+    const b = G2.CURVE().b;
+    let off: InstanceType<typeof G2> | undefined;
+    for (let i = 1n; !off; i++) {
+      const x = Fp2.fromBigTuple([i, 1n]);
+      let y: ReturnType<typeof Fp2.sqrt> | undefined;
+      try {
+        y = Fp2.sqrt(Fp2.add(Fp2.mul(Fp2.sqr(x), x), b));
+      } catch {
+        continue;
+      }
+      if (!y) continue;
+      const p = G2.fromAffine({ x, y });
+      if (!p.isTorsionFree()) off = p;
+    }
+    // ZCash compressed encoding by hand (noble refuses to serialise a point outside G2):
+    // x.c1 || x.c0, flags 0x80 (compressed) and 0x20 (y the larger root, c1 first, c0 if c1 = 0).
+    const encode = (point: InstanceType<typeof G2>): Uint8Array => {
+      const { x, y } = point.toAffine();
+      const bytes = fromHex(x.c1.toString(16).padStart(96, '0') + x.c0.toString(16).padStart(96, '0'));
+      const half = (Fp.ORDER - 1n) / 2n;
+      const larger = y.c1 !== 0n ? y.c1 > half : y.c0 > half;
+      bytes[0]! |= 0x80 | (larger ? 0x20 : 0);
+      return bytes;
+    };
+    const dealt = threshold.deal(2, 4);
+    // The hand encoder agrees with noble on real keys, so the bad key differs only in the subgroup.
+    for (const key of [dealt.groupPublicKey, dealt.shares[0]!.publicKey]) expect(toHex(encode(G2.fromBytes(key)))).toBe(toHex(key));
+    const bytes = encode(off);
+    expect(bytes.length).toBe(96);
+    // It decodes to a point on the curve (the exact point) and fails only the subgroup check.
+    expect(() => G2.fromBytes(bytes)).toThrow(/not in prime-order subgroup/);
+    const sig = threshold.partialSign(dealt.shares[0]!, message);
+    expect(threshold.verifyPartial(dealt.shares[0]!.publicKey, message, sig)).toBe(true);
+    const before = cacheStats();
+    expect(threshold.verifyPartial(bytes, message, sig)).toBe(false);
+    expect(threshold.verify(bytes, message, sig)).toBe(false);
+    // Decoded twice (refused keys are never cached) and never entered into the cache.
+    const after = cacheStats();
+    expect(after.publicKeyDecodes - before.publicKeyDecodes).toBe(2);
+    expect(after.publicKeys).toBe(before.publicKeys);
+  });
+
+  it('decoded public keys are cached: one decode per key, however many verifications', () => {
+    clearCaches();
+    expect(cacheStats()).toMatchObject({ publicKeys: 0, messages: 0 });
+    const dealt = threshold.deal(2, 4);
+    const partials = dealt.shares.map((s) => ({ index: s.index, signature: threshold.partialSign(s, message) }));
+    const signature = threshold.combine(partials.slice(0, 2), 2);
+    const start = cacheStats().publicKeyDecodes;
+    for (let round = 0; round < 3; round++) {
+      expect(threshold.verify(dealt.groupPublicKey, message, signature)).toBe(true);
+      for (const [i, s] of dealt.shares.entries()) expect(threshold.verifyPartial(s.publicKey, message, partials[i]!.signature)).toBe(true);
+    }
+    // 5 distinct keys, 15 verifications: 5 decodes, 5 cached keys.
+    expect(cacheStats().publicKeyDecodes - start).toBe(5);
+    expect(cacheStats().publicKeys).toBe(5);
+    clearCaches();
+    expect(cacheStats().publicKeys).toBe(0);
+    expect(threshold.verify(dealt.groupPublicKey, message, signature)).toBe(true);
+    expect(cacheStats().publicKeyDecodes - start).toBe(6);
   });
 
   it('known answer: partial signature of a fixed key over a fixed message (cbft DST)', () => {

@@ -2,9 +2,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { execFileSync } from 'node:child_process';
-import { CLI } from '../helpers/cli.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CLI, runCli } from '../helpers/cli.js';
 import { findFreeRange, portFree } from '../../src/up/ports.js';
 import { portCount } from '../../src/cluster/keygen.js';
+import { startLocalCluster } from '../../src/up/local-cluster.js';
 
 /**
  * `cbft up` as a user runs it: a real process tree on loopback. Each test checks that nothing it
@@ -74,6 +78,48 @@ describe('cbft up', () => {
     const run = up(['--replicas', '5']);
     expect(await run.exited).toBe(2);
     expect(run.output()).toMatch(/--replicas must be 3s\+1 with s >= 1/);
+  });
+
+  it('bad flag values: one line naming the flag and what is allowed, exit 2, no stack trace, nothing started', () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--base-port', '65530'], /^cbft up: --base-port must be an integer in 1\.\.65514 \(22 consecutive ports .*\), got 65530$/],
+      [['--base-port', '0'], /^cbft up: --base-port must be an integer in 1\.\.65514 .*got 0$/],
+      [['--base-port', '99999999999'], /^cbft up: --base-port must be an integer in 1\.\.65514 .*got 99999999999$/],
+      [['--replicas', '4000'], /^cbft up: --replicas must be 3s\+1 in 4\.\.1024, got 4000$/],
+      [['--chains', '20000'], /^cbft up: --replicas 4, --chains 20000 and --chain-length 2 need \d+ ports, more than the 65535 that exist/],
+      [['--chain-length', '1'], /^cbft up: --chain-length must be an integer >= 2/],
+      [['--upstream-command', ''], /^cbft up: --upstream-command must not be empty/],
+      [['--upstream-command', '   '], /^cbft up: --upstream-command must not be empty/],
+    ];
+    for (const [args, re] of cases) {
+      const r = runCli(['up', ...args]);
+      const what = args.join(' ');
+      expect({ what, code: r.code }).toEqual({ what, code: 2 });
+      expect(r.stdout).toBe('');
+      const lines = r.stderr.trimEnd().split('\n');
+      expect({ what, lines }).toEqual({ what, lines: [expect.stringMatching(re)] });
+    }
+  });
+
+  it('a generated cluster at the top of the port range leaves no room for the upstreams: a usage error', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cbft-up-top-'));
+    try {
+      const gen = runCli(['keygen', '--out', join(dir, 'c'), '--replicas', '4', '--chains', '1', '--chain-length', '2', '--base-port', '65523']);
+      expect(gen.code).toBe(0);
+      const r = runCli(['up', '--cluster', join(dir, 'c')]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^cbft up: the 4 upstreams take the ports after the cluster's \(up to 65535\), past 65535: generate the cluster with a lower --base-port\n$/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('startLocalCluster refuses an empty upstream command before starting anything', async () => {
+    const base = await findFreeRange(N);
+    await expect(startLocalCluster({ chains: 1, basePort: base, upstream: { command: '' } })).rejects.toThrow(
+      expect.objectContaining({ code: 'CBFT_ERR_USAGE', message: '--upstream-command must not be empty' }),
+    );
+    expect(await allFree(base, N)).toBe(true);
   });
 
   it('reports a taken port and starts nothing', async () => {

@@ -1,4 +1,5 @@
-import { DEFAULT_BASE_PORT } from '../../cluster/keygen.js';
+import { CbftError, ErrorCodes } from '../../errors.js';
+import { DEFAULT_BASE_PORT, checkBasePort, checkClusterSizes, portCount } from '../../cluster/keygen.js';
 import { DEFAULT_UPSTREAM, startLocalCluster, type LocalCluster } from '../../up/local-cluster.js';
 import { intOption, parseCommand } from '../args.js';
 
@@ -25,6 +26,19 @@ export async function run(argv: string[]): Promise<number> {
     cluster: { type: 'string' },
   });
   const customUpstream = values['upstream-command'];
+  if (customUpstream !== undefined && customUpstream.trim() === '') {
+    throw new CbftError(ErrorCodes.USAGE, '--upstream-command must not be empty (leave it out to run the example service)');
+  }
+  const replicas = intOption(values.replicas, '--replicas', 4);
+  const chains = intOption(values.chains, '--chains', 2);
+  const chainLength = intOption(values['chain-length'], '--chain-length', 2);
+  const basePort = intOption(values['base-port'], '--base-port', DEFAULT_BASE_PORT);
+  if (values.cluster === undefined) {
+    // Checked here too so that a bad size is the only line printed; the upstreams take one port
+    // per replica right after the cluster's.
+    checkClusterSizes({ replicas, chains, chainLength }, replicas);
+    checkBasePort(basePort, portCount({ replicas, chains, chainLength }) + replicas);
+  }
   const out = process.stdout;
   out.write('cbft up: starting upstreams, sidecars and firewall nodes...\n');
 
@@ -42,12 +56,12 @@ export async function run(argv: string[]): Promise<number> {
   });
 
   local = await startLocalCluster({
-    replicas: intOption(values.replicas, '--replicas', 4),
-    chains: intOption(values.chains, '--chains', 2),
-    chainLength: intOption(values['chain-length'], '--chain-length', 2),
-    basePort: intOption(values['base-port'], '--base-port', DEFAULT_BASE_PORT),
+    replicas,
+    chains,
+    chainLength,
+    basePort,
     clusterDir: values.cluster,
-    upstream: customUpstream ? { command: customUpstream } : DEFAULT_UPSTREAM,
+    upstream: customUpstream !== undefined ? { command: customUpstream } : DEFAULT_UPSTREAM,
     workDir: undefined,
     onChildExit: (child) => {
       process.stderr.write(`\ncbft up: ${child.id} ${child.describeExit()}; its last lines:\n${child.tail(10).map((l) => `  | ${l}`).join('\n')}\n`);
@@ -61,7 +75,7 @@ export async function run(argv: string[]): Promise<number> {
 
   const { cluster, clusterDir } = local;
   const bottoms = cluster.chains.map((c) => c[0]!.url);
-  const example = customUpstream
+  const example = customUpstream !== undefined
     ? `curl -si ${bottoms[0]}/`
     : `curl -si -H 'authorization: Bearer token-acc-1' ${bottoms[0]}/accounts/acc-1`;
   out.write(
