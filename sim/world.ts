@@ -97,6 +97,11 @@ class World {
   private readonly sc: Scenario;
   private readonly rng: Prng;
   private readonly netRng: Prng;
+  /**
+   * Dedup hash keys, one fresh key per engine instance (restarts included), as the sidecar draws
+   * one per process. A stream of its own, so the other draws (and thus each seed's run) are as before.
+   */
+  private readonly dedupKeyRng: Prng;
   private readonly queue = new EventQueue<SimEvent>();
   private readonly trace: Trace;
   private readonly agreement = new AgreementChecker();
@@ -117,6 +122,7 @@ class World {
     this.sc = drawScenario(options.seed, options.s, options.mutant);
     this.rng = new Prng(options.seed * 7919 + options.s);
     this.netRng = this.rng.fork();
+    this.dedupKeyRng = new Prng((options.seed * 7919 + options.s) ^ 0x64656475);
     this.trace = new Trace(options.fullTrace ? null : TRACE_TAIL);
     this.keys = simKeys(this.sc.n, options.seed);
     this.entropy = Array.from({ length: this.sc.n }, () => [this.rng.fork(), this.rng.fork()]);
@@ -174,7 +180,8 @@ class World {
   }
 
   private newEngine(id: number, restored?: { records: PersistRecord[]; lastExecuted: number }): Replica {
-    return new Replica({ ...this.sc.engine, s: this.sc.s, id }, simCrypto(this.keys, id), restored);
+    const dedupHashKey = this.dedupKeyRng.bytes(8);
+    return new Replica({ ...this.sc.engine, s: this.sc.s, id, dedupHashKey }, simCrypto(this.keys, id), restored);
   }
 
   run(): RunResult {

@@ -1,3 +1,4 @@
+import { DEDUP_HASH_KEY_BYTES, DEFAULT_DEDUP_HASH_KEY } from './dedup-window.js';
 import { PbftErrorCodes, pbftError } from './errors.js';
 import type { MutantName } from './mutants.js';
 import { isMutantName } from './mutants.js';
@@ -47,6 +48,14 @@ export interface PbftConfig {
   maxClockSkewMs?: number;
   /** How many executed request digests are remembered for de-duplication (deterministic FIFO). */
   dedupWindow?: number;
+  /**
+   * Secret key (8 bytes) of the de-duplication window's hash index. The engine draws no randomness
+   * itself, so the shell passes fresh random bytes per process (e.g. `randomBytes(8)`): with a known
+   * key, clients could submit requests whose digests collide in the index (hash flooding, see
+   * DedupWindow). Replicas need not agree on it; it never changes which requests are duplicates.
+   * Default: a fixed public key (deterministic, for tests and the simulator; no flooding resistance).
+   */
+  dedupHashKey?: Uint8Array;
   /** Bound on requests waiting to be ordered; beyond it submissions are rejected as overloaded. */
   maxPendingRequests?: number;
   /** Most committed batches kept (with commit certificates) to serve catch-up. */
@@ -77,6 +86,8 @@ export interface ResolvedConfig {
   readonly forwardAfterTicks: number;
   readonly maxClockSkewMs: number;
   readonly dedupWindow: number;
+  /** A copy of the configured key (or the default): later changes to the caller's bytes do not leak in. */
+  readonly dedupHashKey: Uint8Array;
   readonly maxPendingRequests: number;
   readonly archiveBatches: number;
   readonly maxRequestBytes: number;
@@ -143,6 +154,7 @@ export function resolveConfig(input: PbftConfig): ResolvedConfig {
     forwardAfterTicks: input.forwardAfterTicks ?? Math.max(1, Math.floor(viewChangeTicks / 4)),
     maxClockSkewMs: input.maxClockSkewMs ?? DEFAULT_CONFIG.maxClockSkewMs,
     dedupWindow: input.dedupWindow ?? DEFAULT_CONFIG.dedupWindow,
+    dedupHashKey: resolveDedupHashKey(input.dedupHashKey),
     maxPendingRequests: input.maxPendingRequests ?? DEFAULT_CONFIG.maxPendingRequests,
     archiveBatches,
     maxRequestBytes: input.maxRequestBytes ?? DEFAULT_CONFIG.maxRequestBytes,
@@ -166,6 +178,14 @@ export function resolveConfig(input: PbftConfig): ResolvedConfig {
     throw pbftError(PbftErrorCodes.CONFIG, `unknown mutant: ${String(cfg.mutant)}`);
   }
   return cfg;
+}
+
+function resolveDedupHashKey(key: unknown): Uint8Array {
+  if (key === undefined) return DEFAULT_DEDUP_HASH_KEY.slice();
+  if (!(key instanceof Uint8Array) || key.length !== DEDUP_HASH_KEY_BYTES) {
+    throw pbftError(PbftErrorCodes.CONFIG, `dedupHashKey must be ${DEDUP_HASH_KEY_BYTES} bytes`);
+  }
+  return Uint8Array.from(key);
 }
 
 function requireInt(name: string, v: unknown, min: number, max: number): void {

@@ -1,6 +1,15 @@
-import { randomBytes } from 'node:crypto';
-
 const DIGEST = 32;
+
+/** Bytes of the index's hash key (two 32-bit words). */
+export const DEDUP_HASH_KEY_BYTES = 8;
+
+/**
+ * The key used when the shell supplies none: fixed, so the engine stays deterministic, but also
+ * public, so it gives no protection against hash flooding (see DedupWindow). Production shells
+ * must pass a secret random key (`PbftConfig.dedupHashKey`); tests and the simulator may rely on
+ * this one or pass a seeded key.
+ */
+export const DEFAULT_DEDUP_HASH_KEY: Uint8Array = Uint8Array.of(0xb9, 0x79, 0x37, 0x9e, 0x6b, 0xca, 0xeb, 0x85);
 
 /** Executed request digests with their seq, oldest first, packed: what a snapshot stores. */
 export interface PackedDedup {
@@ -18,10 +27,16 @@ export const EMPTY_DEDUP: PackedDedup = { digests: new Uint8Array(0), seqs: [] }
  * a few hundred requests per second). Kept as objects in a string-keyed Map, a window of 100,000
  * digests cost about 100 MiB of resident memory per replica (bench/PROFILE.md); here about 6 MiB.
  *
- * The index hashes two words of the digest with a per-process random key, so nobody can choose
- * requests whose digests pile up in one probe sequence; lookups compare whole digests, so they
- * are exact. The window's behaviour depends only on the executed prefix of the log, never on
- * the key.
+ * The index hashes two words of the digest with a secret key, so nobody can choose requests whose
+ * digests pile up in one probe sequence (hash flooding): anyone may submit requests, and with a
+ * known key, about as many tries per request as the index has slots find one whose digest has a
+ * chosen home slot, and a pile of them turns every lookup on the execution path (and every
+ * eviction) into a linear scan of one long probe run. The engine draws no
+ * randomness itself (it is a deterministic state machine), so the key is an input: the shell
+ * passes a fresh random one per process (PbftConfig.dedupHashKey), the simulator a seeded one.
+ * Keys need not agree between replicas or across restarts: lookups compare whole digests, so they
+ * are exact, and the window's behaviour depends only on the executed prefix of the log, never on
+ * the key; the key changes only where entries sit in the index, i.e. only how long probes are.
  */
 export class DedupWindow {
   private readonly digests: Uint8Array;
@@ -35,8 +50,11 @@ export class DedupWindow {
   private readonly k0: number;
   private readonly k1: number;
 
-  constructor(readonly capacity: number) {
+  constructor(readonly capacity: number, hashKey: Uint8Array = DEFAULT_DEDUP_HASH_KEY) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new Error('dedup: capacity must be a positive integer');
+    if (!(hashKey instanceof Uint8Array) || hashKey.length !== DEDUP_HASH_KEY_BYTES) {
+      throw new Error(`dedup: hash key must be ${DEDUP_HASH_KEY_BYTES} bytes`);
+    }
     this.digests = new Uint8Array(capacity * DIGEST).fill(0);
     this.seqs = new Float64Array(capacity).fill(0);
     let bits = 1;
@@ -44,9 +62,9 @@ export class DedupWindow {
     this.table = new Int32Array(1 << bits).fill(0);
     this.mask = (1 << bits) - 1;
     this.shift = 32 - bits;
-    const key = randomBytes(8);
-    this.k0 = key.readUInt32LE(0) | 1;
-    this.k1 = key.readUInt32LE(4) | 1;
+    // Odd multipliers: multiplication by them is a bijection on 32-bit words.
+    this.k0 = (word(hashKey, 0) | 1) >>> 0;
+    this.k1 = (word(hashKey, 4) | 1) >>> 0;
   }
 
   get size(): number {

@@ -41,11 +41,11 @@ export class ExecutionState {
   private lastTimestampValue: number;
   private readonly dedup: DedupWindow;
 
-  constructor(window: number, base: ExecSnapshot) {
+  constructor(window: number, base: ExecSnapshot, dedupHashKey?: Uint8Array) {
     this.seqValue = base.seq;
     this.historyValue = base.history;
     this.lastTimestampValue = base.lastTimestamp;
-    this.dedup = new DedupWindow(window);
+    this.dedup = new DedupWindow(window, dedupHashKey);
     base.dedup.seqs.forEach((seq, i) => {
       const digest = base.dedup.digests.subarray(i * 32, (i + 1) * 32);
       if (this.dedup.seqOf(digest) === undefined) this.dedup.add(digest, seq);

@@ -169,7 +169,7 @@ export class Replica {
     this.dropCounts = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
     this.viewChanges = new ViewChangeStore(cfg.n, VIEW_CHANGES_PER_REPLICA);
     this.archive = new Archive(cfg.archiveBatches);
-    this.exec = new ExecutionState(cfg.dedupWindow, GENESIS_EXEC);
+    this.exec = new ExecutionState(cfg.dedupWindow, GENESIS_EXEC, cfg.dedupHashKey);
     this.checkpointVotes = new CheckpointVotes(cfg.n, cfg.watermarkWindow / cfg.checkpointInterval + 2);
     this.pending = new PendingRequests(cfg.maxPendingRequests);
     this.catchUp = new CatchUpTracker(cfg.n, cfg.id, this.q.weak);
@@ -1136,7 +1136,7 @@ export class Replica {
     if (lastExecuted < this.execBase.seq) {
       throw pbftError(PbftErrorCodes.RESTORE, `lastExecuted ${lastExecuted} is below the snapshot's execution base ${this.execBase.seq}`);
     }
-    this.exec = new ExecutionState(this.config.dedupWindow, this.execBase);
+    this.exec = new ExecutionState(this.config.dedupWindow, this.execBase, this.config.dedupHashKey);
     const K = this.config.checkpointInterval;
     for (let seq = this.execBase.seq + 1; seq <= lastExecuted; seq++) {
       const entry = this.archive.get(seq);
