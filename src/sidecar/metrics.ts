@@ -13,6 +13,7 @@ export interface SidecarMetrics {
   dropped: Counter<'layer' | 'reason'>;
   partialsSent: Counter;
   partialsRefused: Counter;
+  messagesRefused: Counter<'peer' | 'kind'>;
   cacheHits: Counter;
   repeatsNotAnswered: Counter;
   cacheEntries: Gauge;
@@ -54,6 +55,12 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
     }),
     partialsSent: new Counter({ name: 'cbft_sidecar_partials_sent_total', help: 'Partial messages sent to top firewall nodes', registers }),
     partialsRefused: new Counter({ name: 'cbft_sidecar_partials_refused_total', help: 'Partial messages a full link to a top refused', registers }),
+    messagesRefused: new Counter({
+      name: 'cbft_sidecar_messages_refused_total',
+      help: 'Messages to a peer replica that its link refused (bounded send queue full, or link closed), by peer and kind (pbft, replica)',
+      labelNames: ['peer', 'kind'],
+      registers,
+    }),
     cacheHits: new Counter({ name: 'cbft_sidecar_reply_cache_hits_total', help: 'Requests answered from the reply cache', registers }),
     repeatsNotAnswered: new Counter({
       name: 'cbft_sidecar_repeats_not_answered_total',

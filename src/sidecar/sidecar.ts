@@ -267,6 +267,7 @@ export class Sidecar {
       statusTicks: Math.max(1, Math.round(STATUS_INTERVAL_MS / p.tickMs)),
       maxClockSkewMs: p.maxClockSkewMs,
       dedupWindow: Math.min(p.replyCacheSize, 1 << 24),
+      dedupHashKey: randomBytes(8), // secret per process: clients cannot flood the dedup index
       maxPendingRequests: p.maxPendingRequests,
       archiveBatches: Math.max(p.archiveBatches, p.checkpointInterval),
       maxRequestBytes: this.maxCanonicalRequestBytes + SUBMISSION_OVERHEAD_BYTES,
@@ -463,10 +464,10 @@ export class Sidecar {
       case 'send': {
         const bytes = encodeMessage(a.msg);
         if (a.to === 'all') {
-          for (const r of this.peers) if (r.id !== this.id) this.linkTo(r.id).send(MessageKind.Pbft, bytes);
+          for (const r of this.peers) if (r.id !== this.id) this.toPeer(r.id, MessageKind.Pbft, bytes, a.msg.type);
         } else {
           const peer = this.peers[a.to];
-          if (peer && peer.id !== this.id) this.linkTo(peer.id).send(MessageKind.Pbft, bytes);
+          if (peer && peer.id !== this.id) this.toPeer(peer.id, MessageKind.Pbft, bytes, a.msg.type);
         }
         return;
       }
@@ -688,11 +689,30 @@ export class Sidecar {
 
   private broadcastPeer(m: PeerMessage): void {
     const bytes = encodePeerMessage(m);
-    for (const r of this.peers) if (r.id !== this.id) this.linkTo(r.id).send(MessageKind.Replica, bytes);
+    for (const r of this.peers) if (r.id !== this.id) this.toPeer(r.id, MessageKind.Replica, bytes, m.type);
   }
 
   private sendPeer(id: string, m: PeerMessage): void {
-    this.linkTo(id).send(MessageKind.Replica, encodePeerMessage(m));
+    this.toPeer(id, MessageKind.Replica, encodePeerMessage(m), m.type);
+  }
+
+  /**
+   * Queues a message to a peer replica. A link whose bounded queue is full (the peer is slow or
+   * unreachable) or closed refuses it: the message is dropped, counted and logged (rate-limited);
+   * PBFT's status/retransmission and catch-up, and the tops' retransmissions, make up for it.
+   */
+  private toPeer(id: string, kind: typeof MessageKind.Pbft | typeof MessageKind.Replica, bytes: Uint8Array, type: string): void {
+    const link = this.linkTo(id);
+    if (link.send(kind, bytes)) return;
+    const k = kind === MessageKind.Pbft ? 'pbft' : 'replica';
+    this.metrics.messagesRefused.inc({ peer: id, kind: k });
+    const l = this.limiter.allow(`refused:${id}:${k}`);
+    if (l.log) {
+      this.log.warn(
+        { to: id, kind: k, type, queued: link.stats.queued, queuedBytes: link.stats.queuedBytes, ...(l.suppressed > 0 ? { suppressed: l.suppressed } : {}) },
+        'message to a peer dropped: its link refused it (send queue full or link closed)',
+      );
+    }
   }
 
   private sendPartial(top: string, p: PartialReplies): void {

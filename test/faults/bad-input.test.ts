@@ -21,8 +21,11 @@ import { metric, metricsText, openFds, rssBytes, sleep, startFaultCluster, waitU
 import { checkConsistency, waitConverged } from './helpers/ledger.js';
 import { LoadGen, bankRead, bankTransfer } from './helpers/load.js';
 import { closedCount, frame, openIdle, postFrame, rawExchange, recordingProxy, slowClient, type RawResult } from './helpers/raw.js';
-import { formatTable, publishRows, secs, today, type Row } from './helpers/results.js';
+import { fileClock, formatTable, publishRows, secs, today, type Row } from './helpers/results.js';
 import { caughtUp, primaryOf } from './helpers/scenario.js';
+
+/** Wall time of this file, kept in RESULTS.md. */
+const clock = fileClock(import.meta.url);
 
 const rows: Row[] = [];
 let slow: { started: number; headers: Promise<RawResult[]>; bodies: Promise<RawResult[]>; truncated: Promise<RawResult> } | undefined;
@@ -33,7 +36,7 @@ const RSS_BOUND = 150 * 1024 * 1024;
 
 afterAll(async () => {
   await fc?.stop();
-  const all = publishRows(rows);
+  const all = publishRows(rows, clock);
   console.log(`\n[faults] results (kept in test/faults/RESULTS.md by npm run test:faults):\n${formatTable(all)}\n`);
 }, 60_000);
 

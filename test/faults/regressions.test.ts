@@ -21,12 +21,19 @@ import {
   type Proc,
   type TestCluster,
 } from '../sidecar/helpers.js';
+import { fileClock, publishRows } from './helpers/results.js';
+
+/** Wall time of this file, kept in RESULTS.md. */
+const clock = fileClock(import.meta.url);
 
 const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   while (cleanup.length) await cleanup.pop()!();
 });
-afterAll(killAll);
+afterAll(async () => {
+  await killAll();
+  publishRows([], clock);
+});
 
 async function sidecarCluster(chains: number) {
   const tc: TestCluster = await makeCluster({ chains });

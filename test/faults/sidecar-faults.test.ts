@@ -12,8 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metric, startFaultCluster, type FaultCluster } from './helpers/cluster.js';
 import { bankTransfer } from './helpers/load.js';
 import { caughtUp, primaryOf, rows, runScenario, viewOf, type ScenarioResult } from './helpers/scenario.js';
-import { formatTable, publishRows } from './helpers/results.js';
+import { fileClock, formatTable, publishRows } from './helpers/results.js';
 import { encodeWalRecord, scanWal } from '../../src/sidecar/wal.js';
+
+/** Wall time of this file, kept in RESULTS.md. */
+const clock = fileClock(import.meta.url);
 
 const LOAD = { clients: 4, ratePerClient: 4 };
 const SCENARIO_TIMEOUT = 200_000;
@@ -23,7 +26,7 @@ let fc: FaultCluster | undefined;
 
 afterAll(async () => {
   await fc?.stop();
-  const all = publishRows(rows);
+  const all = publishRows(rows, clock);
   console.log(`\n[faults] results (kept in test/faults/RESULTS.md by npm run test:faults):\n${formatTable(all)}\n`);
 }, 60_000);
 

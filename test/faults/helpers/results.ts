@@ -1,11 +1,12 @@
 // The results table of the fault suite: one row per fault or bad input, printed at the end of
 // each test file and kept in test/faults/RESULTS.md (with the date) by `npm run test:faults`.
 // Each file merges its own rows into the table (rows are keyed by name; the machine-readable copy
-// lives in a comment at the end of RESULTS.md).
+// lives in a comment at the end of RESULTS.md), and records its wall time (keyed by file name) so
+// the table shows how long the suite takes.
 
-import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync, renameSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const RESULTS_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', 'RESULTS.md');
@@ -27,20 +28,61 @@ export interface Row {
   date: string;
 }
 
+/** Wall time of one test file of the suite, from loading it to its last afterAll. */
+export interface FileTiming {
+  file: string;
+  wallMs: number;
+  date: string;
+}
+
+/** Started when a test file is loaded (call at its top level); handed to publishRows at the end. */
+export interface FileClock {
+  file: string;
+  startedAt: number;
+}
+
+export function fileClock(moduleUrl: string): FileClock {
+  return { file: basename(fileURLToPath(moduleUrl)), startedAt: Date.now() };
+}
+
 const BEGIN = '<!-- results-json';
 const END = 'results-json -->';
+const TIMINGS_BEGIN = '<!-- timings-json';
+const TIMINGS_END = 'timings-json -->';
 
-function readRows(): Row[] {
+function readJson<T>(begin: string, end: string): T[] {
   if (!existsSync(RESULTS_FILE)) return [];
   const text = readFileSync(RESULTS_FILE, 'utf8');
-  const a = text.indexOf(BEGIN);
-  const b = text.indexOf(END);
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
   if (a < 0 || b < a) return [];
   try {
-    return JSON.parse(text.slice(a + BEGIN.length, b)) as Row[];
+    return JSON.parse(text.slice(a + begin.length, b)) as T[];
   } catch {
     return [];
   }
+}
+
+const readRows = () => readJson<Row>(BEGIN, END);
+/** Timings kept from earlier runs, of files that still exist. */
+const readTimings = () => readJson<FileTiming>(TIMINGS_BEGIN, TIMINGS_END).filter((t) => existsSync(join(dirname(RESULTS_FILE), t.file)));
+
+export function minutes(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+}
+
+export function formatTimings(timings: readonly FileTiming[]): string {
+  const lines = ['| Test file | Wall time | Date |', '|---|---:|---|'];
+  for (const t of timings) lines.push(`| \`test/faults/${t.file}\` | ${minutes(t.wallMs)} | ${t.date} |`);
+  const dir = dirname(RESULTS_FILE);
+  const missing = readdirSync(dir).filter((f) => f.endsWith('.test.ts') && !timings.some((t) => t.file === f));
+  for (const f of missing) lines.push(`| \`test/faults/${f}\` | not timed yet | |`);
+  const total = timings.reduce((a, t) => a + t.wallMs, 0);
+  const dates = new Set(timings.map((t) => t.date));
+  const partial = missing.length > 0 ? ', without the files not timed yet' : dates.size > 1 ? ', from runs on different days' : '';
+  lines.push(`| **total** (files run one after another${partial}) | **${minutes(total)}** | |`);
+  return lines.join('\n');
 }
 
 export function formatTable(rows: readonly Row[]): string {
@@ -51,7 +93,7 @@ export function formatTable(rows: readonly Row[]): string {
   return lines.join('\n');
 }
 
-function render(rows: Row[]): string {
+function render(rows: Row[], timings: FileTiming[]): string {
   const dates = [...new Set(rows.map((r) => r.date))].sort();
   const when = dates.length === 1 ? dates[0] : `${dates[0]} … ${dates[dates.length - 1]}`;
   return `# Faults, attacks and bad input: results
@@ -76,28 +118,50 @@ on a ${cpus().length}-core machine (load average ${loadavg()[0]!.toFixed(1)} whe
   replies other than the firewall's documented errors, requests applied twice, diverging
   ledgers. Must be 0.
 
-The tests assert lost = 0, wrong = 0 and recovery within a generous bound; they do not assert
+The tests assert lost = 0, wrong = 0 and recovery within a generous bound (and, where the rest
+of the cluster must carry on through a fault, e.g. the other chain while a whole chain is down,
+that it kept answering within generous bounds: see the notes); they do not otherwise assert
 speed. The figures depend on the machine and on what else runs on it.
 
 ${formatTable(rows)}
 
+## How long it takes
+
+Wall time of each test file in its latest run, from loading the file to the end of its last
+cleanup (clusters started and stopped included; the files run one after another,
+vitest.heavy.config.ts). \`npm run test:faults\` also builds first and then runs the decoder
+fuzzing (test/fuzz), bounded by CBFT_FUZZ_MS (12 s by default).
+
+${formatTimings(timings)}
+
 ${BEGIN}
 ${JSON.stringify(rows, null, 1)}
 ${END}
+
+${TIMINGS_BEGIN}
+${JSON.stringify(timings, null, 1)}
+${TIMINGS_END}
 `;
 }
 
 /**
- * Merges these rows into the table (replacing rows of the same name) and returns all rows. The
- * file is rewritten only by `npm run test:faults` (CBFT_FAULTS_RESULTS=1), so `npm test` leaves
- * the tree clean; the files run one after another (vitest.heavy.config.ts), so no lock is needed.
+ * Merges these rows into the table (replacing rows of the same name) and, given the file's clock,
+ * its wall time into the timings (replacing the same file's), and returns all rows. The file is
+ * rewritten only by `npm run test:faults` (CBFT_FAULTS_RESULTS=1), so `npm test` leaves the tree
+ * clean; the files run one after another (vitest.heavy.config.ts), so no lock is needed.
  */
-export function publishRows(rows: readonly Row[]): Row[] {
+export function publishRows(rows: readonly Row[], clock?: FileClock): Row[] {
   const names = new Set(rows.map((r) => r.name));
   const all = [...readRows().filter((r) => !names.has(r.name)), ...rows].sort((a, b) => a.group - b.group || a.order - b.order);
-  if (rows.length > 0 && process.env.CBFT_FAULTS_RESULTS === '1') {
+  let timings = readTimings();
+  if (clock) {
+    const mine: FileTiming = { file: clock.file, wallMs: Date.now() - clock.startedAt, date: today() };
+    timings = [...timings.filter((t) => t.file !== clock.file), mine].sort((a, b) => a.file.localeCompare(b.file));
+    console.log(`[faults] ${clock.file}: wall time ${minutes(mine.wallMs)}`);
+  }
+  if ((rows.length > 0 || clock) && process.env.CBFT_FAULTS_RESULTS === '1') {
     const tmp = `${RESULTS_FILE}.${process.pid}.tmp`;
-    writeFileSync(tmp, render(all));
+    writeFileSync(tmp, render(all, timings));
     renameSync(tmp, RESULTS_FILE);
   }
   return all;

@@ -31,6 +31,25 @@ export interface ScenarioSpec {
   after?(r: ScenarioResult): Promise<string[] | void> | string[] | void;
   /** Whether clients must have seen errors while the fault lasted (more than s replicas down). */
   expectErrorsDuringFault?: boolean;
+  /**
+   * Chains that must keep serving while the fault lasts (from the injection until the cluster
+   * serves again after the heal): through each, at least `minPerSec` verified answers per second
+   * of outage on average, and no stretch longer than `maxGapMs` without one. Measured on what
+   * came back through that chain's bottom node, whichever chain answered a request first.
+   */
+  carriesOn?: { chains: number[]; maxGapMs: number; minPerSec: number };
+}
+
+export interface ChainStats {
+  chain: number;
+  from: number;
+  to: number;
+  /** Verified answers that came back through this chain in [from, to]. */
+  verified: number;
+  /** Longest stretch without a verified answer through this chain in [from, to] (ms). */
+  maxGapMs: number;
+  errors: number;
+  conn: number;
 }
 
 export interface ScenarioResult {
@@ -39,7 +58,29 @@ export interface ScenarioResult {
   tHeal: number;
   recoverMs: number | undefined;
   during: WindowStats;
+  /** Per `carriesOn` chain, over the outage. */
+  carried: ChainStats[];
   notes: string[];
+}
+
+/** Verified answers, errors and the longest gap through one chain between two instants. */
+export function chainStats(load: LoadGen, chain: number, from: number, to: number): ChainStats {
+  let verified = 0;
+  let errors = 0;
+  let conn = 0;
+  let maxGapMs = 0;
+  let prev = from;
+  const events = load.events.filter((e) => e.chain === chain && e.at >= from && e.at <= to).sort((a, b) => a.at - b.at);
+  for (const e of events) {
+    if (e.kind === 'error') errors++;
+    if (e.kind === 'conn') conn++;
+    if (e.kind !== 'verified') continue;
+    verified++;
+    maxGapMs = Math.max(maxGapMs, e.at - prev);
+    prev = e.at;
+  }
+  maxGapMs = Math.max(maxGapMs, to - prev);
+  return { chain, from, to, verified, maxGapMs, errors, conn };
 }
 
 export const rows: Row[] = [];
@@ -107,6 +148,14 @@ export async function runScenario(s: ScenarioSpec): Promise<ScenarioResult> {
     await load.stop();
   }
   const during = load.window(tFault || load.startedAt, recoverMs !== undefined ? tHeal + recoverMs : Date.now());
+  const carried = (s.carriesOn?.chains ?? []).map((c) => chainStats(load, c, during.from, during.to));
+  for (const c of carried) {
+    const secsOut = (c.to - c.from) / 1000;
+    notes.push(
+      `chain ${c.chain} carried on: ${c.verified} verified answers in the ${secs(c.to - c.from)} outage (${(c.verified / Math.max(0.001, secsOut)).toFixed(1)}/s), ` +
+        `longest gap ${secs(c.maxGapMs)}${c.errors + c.conn > 0 ? `, ${c.errors} errors, ${c.conn} connection failures` : ''}`,
+    );
+  }
   let lost = load.lost.length;
   let wrong = load.wrong.length;
   const details: string[] = [...load.lost.map((l) => `lost ${l.key}: ${l.lastReasons.join('; ')}`), ...load.wrong.map((w) => `wrong ${w.key} chain ${w.chain}: ${w.detail}`)];
@@ -127,7 +176,7 @@ export async function runScenario(s: ScenarioSpec): Promise<ScenarioResult> {
   } catch (err) {
     failure ??= err;
   }
-  result = { load, tFault, tHeal, recoverMs, during, notes };
+  result = { load, tFault, tHeal, recoverMs, during, carried, notes };
   if (!failure && s.after) {
     try {
       const extra = await s.after(result);
@@ -170,6 +219,10 @@ export async function runScenario(s: ScenarioSpec): Promise<ScenarioResult> {
   expect(recoverMs).toBeDefined();
   expect(recoverMs!).toBeLessThan(RECOVERY_BOUND_MS);
   expect(fc.crashes, 'processes that crashed').toEqual([]);
+  for (const c of carried) {
+    expect(c.verified, `verified answers through chain ${c.chain} while the fault lasted`).toBeGreaterThanOrEqual(Math.ceil(s.carriesOn!.minPerSec * ((c.to - c.from) / 1000)));
+    expect(c.maxGapMs, `longest gap through chain ${c.chain} while the fault lasted`).toBeLessThan(s.carriesOn!.maxGapMs);
+  }
   if (s.expectErrorsDuringFault) expect(Object.keys(during.errors).length + during.conn, 'clients were told the service is unavailable').toBeGreaterThan(0);
   return result;
 }
