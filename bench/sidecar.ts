@@ -12,7 +12,7 @@ import { startService, type RunningService } from './harness/service.js';
 import { TopClient, canonicalRequest } from './harness/top-client.js';
 
 /**
- * `npm run bench -- sidecar [--clients 128] [--duration 10] [--verify] [--data DIR] [--no-restart]`
+ * `npm run bench -- sidecar [--clients 128] [--duration 10] [--verify] [--data DIR] [--no-restart] [--cpu-prof DIR]`
  *
  * The replicas alone: four real `cbft sidecar` processes in front of four bench upstreams, driven
  * by `clients` closed-loop clients through an in-process stand-in for the top firewall node (real
@@ -20,7 +20,8 @@ import { TopClient, canonicalRequest } from './harness/top-client.js';
  * real top does). Reports ordering throughput, requests per batch, latency and WAL syncs; then
  * kills one backup with SIGKILL, keeps the others busy for 5 s, restarts it and reports the
  * restart-to-caught-up time. --data puts the cluster and the write-ahead logs under DIR (e.g.
- * /dev/shm: fsync becomes free, an upper bound). Formerly test/sidecar/bench.test.ts.
+ * /dev/shm: fsync becomes free, an upper bound). --cpu-prof DIR writes each sidecar's CPU profile
+ * there when it stops. Formerly test/sidecar/bench.test.ts.
  */
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -28,7 +29,8 @@ function pct(xs: number[], p: number): number {
 }
 
 export async function main(args: string[]): Promise<void> {
-  const opts = parseOptions(args, { clients: 'string', duration: 'string', verify: 'boolean', data: 'string', 'no-restart': 'boolean' });
+  const opts = parseOptions(args, { clients: 'string', duration: 'string', verify: 'boolean', data: 'string', 'no-restart': 'boolean', 'cpu-prof': 'string' });
+  const profArgs = typeof opts['cpu-prof'] === 'string' ? ['--cpu-prof', `--cpu-prof-dir=${opts['cpu-prof']}`] : [];
   const clients = numberOption(opts, 'clients', 128);
   const seconds = numberOption(opts, 'duration', 10);
   const verifySigs = opts.verify === true;
@@ -47,7 +49,7 @@ export async function main(args: string[]): Promise<void> {
     const child = new ManagedChild({
       id: r.id,
       command: process.execPath,
-      args: [CLI_PATH, 'sidecar', '--cluster', dir, '--id', r.id, '--upstream', upstreams[i]!.url, '--data', data],
+      args: [...profArgs, CLI_PATH, 'sidecar', '--cluster', dir, '--id', r.id, '--upstream', upstreams[i]!.url, '--data', data],
       logFile: join(base, `${r.id}.log`),
     });
     sidecars[i] = child;

@@ -11,7 +11,7 @@ import { MessageKind } from '../../src/transport/frame.js';
 import { Link } from '../../src/transport/link.js';
 import { startPeerServer, type PeerServer } from '../../src/transport/peer-server.js';
 import { decodePartialReplies } from '../../src/wire/payloads.js';
-import { signSubmission } from '../../src/wire/submission.js';
+import { signRound } from '../../src/wire/submission.js';
 
 // The top firewall node as a test double against real sidecars: the sidecar tests and the
 // `sidecar` bench suite (which sets checkSignatures false to measure the replicas alone).
@@ -39,6 +39,8 @@ interface Pending {
   timer: NodeJS.Timeout;
   retransmits: number;
   done: boolean;
+  /** The envelope, once its round is sealed. */
+  sealed?: Uint8Array;
 }
 
 export function canonicalRequest(method: string, target: string, body = '', headers: HeaderField[] = [], nonce = randomBytes(16)): Uint8Array {
@@ -57,6 +59,8 @@ export class TopClient {
   private readonly links = new Map<number, Link>();
   private readonly signer: IdentitySigner;
   private readonly pending = new Map<string, Pending>();
+  private round: Array<{ p: Pending; toAll: boolean }> = [];
+  private roundScheduled = false;
   private view = 0;
   /** Batch roots whose combined signature verified (I4: it is the same for every s+1 subset). */
   private readonly verifiedRoots = new Map<string, { signature: Uint8Array; signers: number[] }>();
@@ -105,14 +109,13 @@ export class TopClient {
     return this.view % this.cluster.replicas.length;
   }
 
-  /** The top's signed envelope around a canonical request, as the real top sends it. */
-  seal(payload: Uint8Array): Uint8Array {
-    return signSubmission(this.signer, this.id, payload);
-  }
-
-  submit(payload: Uint8Array, timeoutMs = 30_000): Promise<VerifiedReply> {
+  /**
+   * Submits a request. As the real top does, every request submitted in the same tick joins one
+   * round, sealed with one signature (src/wire/submission.ts), sent to the primary (or, with
+   * `toAll`, to every replica as after a retransmission timeout).
+   */
+  submit(payload: Uint8Array, timeoutMs = 30_000, toAll = false): Promise<VerifiedReply> {
     const digest = toHex(digestOf(payload));
-    const sealed = this.seal(payload);
     const existing = this.pending.get(digest);
     if (existing) throw new Error('already pending');
     return new Promise<VerifiedReply>((resolve, reject) => {
@@ -132,20 +135,34 @@ export class TopClient {
             reject(new Error(`${this.id}: no signed reply for ${digest} within ${timeoutMs} ms (partials by root: ${seen.join('; ') || 'none'})`));
             return;
           }
-          for (const link of this.links.values()) link.send(MessageKind.Request, sealed);
+          if (p.sealed) for (const link of this.links.values()) link.send(MessageKind.Request, p.sealed);
         }, this.retransmitMs),
       };
       this.pending.set(digest, p);
-      this.links.get(this.primary)!.send(MessageKind.Request, sealed);
+      this.round.push({ p, toAll });
+      if (!this.roundScheduled) {
+        this.roundScheduled = true;
+        setImmediate(() => this.sealRound());
+      }
     });
   }
 
   /** Sends a request to every replica at once (as after a retransmit timeout). */
   submitToAll(payload: Uint8Array, timeoutMs = 30_000): Promise<VerifiedReply> {
-    const promise = this.submit(payload, timeoutMs);
-    const sealed = this.seal(payload);
-    for (const [i, link] of this.links) if (i !== this.primary) link.send(MessageKind.Request, sealed);
-    return promise;
+    return this.submit(payload, timeoutMs, true);
+  }
+
+  private sealRound(): void {
+    this.roundScheduled = false;
+    const live = this.round.filter((r) => !r.p.done);
+    this.round = [];
+    if (live.length === 0) return;
+    const envelopes = signRound(this.signer, this.id, live.map((r) => ({ request: r.p.payload })));
+    live.forEach(({ p, toAll }, i) => {
+      p.sealed = envelopes[i]!;
+      if (toAll) for (const link of this.links.values()) link.send(MessageKind.Request, p.sealed);
+      else this.links.get(this.primary)!.send(MessageKind.Request, p.sealed);
+    });
   }
 
   private finish(digest: string, p: Pending): void {
