@@ -6,12 +6,15 @@ import type { NodeKeys } from './keys.js';
  * Kubernetes: the objects that run a cluster there (examples/kubernetes/ holds them for the
  * example topology), and the ConfigMap and Secrets `cbft keygen --kubernetes` writes.
  *
- * Every node gets its own Service named after its id, so cluster.json advertises
- * `http://<id>.<namespace>.svc:<port>` and every pod listens on the same fixed ports (the
- * containers bind 0.0.0.0 with `--bind`). Each node has its own key, so each is its own workload
- * with exactly one pod; a replica pod holds the unmodified service container (bound to
- * 127.0.0.1) and the cbft sidecar. NetworkPolicies deny everything, then allow exactly the
- * topology of DESIGN.md: bottom ↔ clients, fw-c-k ↔ fw-c-(k±1), top ↔ sidecars, sidecar ↔ sidecar.
+ * Every node gets its own Service, named after its id, at a fixed cluster IP (`spec.clusterIP`,
+ * assigned in order from --cluster-ip-base inside the cluster's Service CIDR), and cluster.json
+ * advertises `http://<cluster IP>:<port>`: no pod resolves a name, so no pod needs DNS, and the
+ * NetworkPolicies allow no egress but cbft neighbours (DNS is a way out: CoreDNS forwards query
+ * names upstream). Every pod listens on the same fixed ports (the containers bind 0.0.0.0 with
+ * `--bind`). Each node has its own key, so each is its own workload with exactly one pod; a replica
+ * pod holds the unmodified service container (bound to 127.0.0.1) and the cbft sidecar.
+ * NetworkPolicies deny everything, then allow exactly the topology of DESIGN.md: bottom ↔ clients,
+ * fw-c-k ↔ fw-c-(k±1), top ↔ sidecars, sidecar ↔ sidecar.
  */
 
 export const DEFAULT_NAMESPACE = 'cbft';
@@ -62,13 +65,120 @@ export function serviceHost(id: string, namespace: string): string {
   return `${id}.${namespace}.svc`;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Fixed cluster IPs
+
+/** kube-apiserver's default --service-cluster-ip-range with kubeadm and minikube; kind's 10.96.0.0/16 lies inside it. */
+export const DEFAULT_SERVICE_CIDR = '10.96.0.0/12';
 /**
- * The cluster with every URL pointing at the node's Service: `http://<id>.<namespace>.svc:<fixed
- * port>`. Keys and settings are unchanged; the result is validated like any cluster.json.
+ * The first node's Service gets the CIDR's address + 64 by default: inside the band Kubernetes
+ * keeps for static cluster IPs (the first min(max(16, size/16), 256) addresses: dynamic allocation
+ * takes them only when the rest of the range is full), and clear of .1 (the `kubernetes` Service)
+ * and .10 (cluster DNS by convention). 10.96.0.64 with the default CIDR.
  */
-export function kubernetesCluster(cluster: ClusterConfig, namespace = DEFAULT_NAMESPACE): ClusterConfig {
-  checkNamespace(namespace);
-  const url = (id: string, port: number) => `http://${serviceHost(id, namespace)}:${port}`;
+export const DEFAULT_CLUSTER_IP_OFFSET = 64;
+
+export interface ClusterIpOptions {
+  /** The cluster's Service CIDR (IPv4), default DEFAULT_SERVICE_CIDR. */
+  serviceCidr?: string;
+  /** The first node's cluster IP; default: the CIDR's address + DEFAULT_CLUSTER_IP_OFFSET. */
+  clusterIpBase?: string;
+}
+
+export interface ClusterIpPlan {
+  serviceCidr: string;
+  /** Node id → its Service's cluster IP: replicas in order, then each chain bottom first. */
+  ips: Map<string, string>;
+  first: string;
+  last: string;
+  /** Whether every IP lies in the static band, where no Service created without a fixed IP takes it first. */
+  inStaticBand: boolean;
+}
+
+type Sizes = Pick<ManifestOptions, 'replicas' | 'chains' | 'chainLength'>;
+
+const usageError = (message: string) => new CbftError(ErrorCodes.USAGE, message);
+
+function parseIpv4(text: string, what: string): number {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
+  const octets = m ? m.slice(1) : [];
+  // No leading zeros: some parsers read 010 as octal.
+  if (!m || octets.some((o) => Number(o) > 255 || (o.length > 1 && o.startsWith('0')))) {
+    const v6 = text.includes(':') ? ' (IPv6 is not supported: give the IPv4 Service CIDR of a single-stack or dual-stack cluster)' : '';
+    throw usageError(`${what} must be an IPv4 address like 10.96.0.64, got ${JSON.stringify(text)}${v6}`);
+  }
+  return octets.reduce((n, o) => n * 256 + Number(o), 0);
+}
+
+export function formatIpv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+function parseCidr(text: string): { network: number; size: number } {
+  const m = /^([^/]*)\/(\d{1,2})$/.exec(text);
+  if (!m) {
+    const v6 = text.includes(':') ? ' (IPv6 is not supported: give the IPv4 Service CIDR of a single-stack or dual-stack cluster)' : '';
+    throw usageError(`--service-cidr must be an IPv4 CIDR like ${DEFAULT_SERVICE_CIDR}, got ${JSON.stringify(text)}${v6}`);
+  }
+  const network = parseIpv4(m[1]!, '--service-cidr');
+  const prefix = Number(m[2]);
+  if (prefix < 1 || prefix > 30) throw usageError(`--service-cidr prefix must be /1 to /30, got /${prefix}`);
+  const size = 2 ** (32 - prefix);
+  if (network % size !== 0) {
+    throw usageError(`--service-cidr ${text} has host bits set; the range is ${formatIpv4(network - (network % size))}/${prefix}`);
+  }
+  return { network, size };
+}
+
+/** Node ids in the order their cluster IPs are assigned (keygen's port order). */
+function nodeOrder(o: Sizes): string[] {
+  const { replicas, firewalls } = nodesOf(o);
+  return [...replicas, ...firewalls.flat()].map((n) => n.id);
+}
+
+/**
+ * One cluster IP per node, consecutive from the base, all inside the Service CIDR, none of them
+ * the network or broadcast address, the `kubernetes` Service's (.1) or cluster DNS's (.10).
+ * Throws a usage error naming the flag to change.
+ */
+export function planClusterIps(sizes: Sizes, options: ClusterIpOptions = {}): ClusterIpPlan {
+  const serviceCidr = options.serviceCidr ?? DEFAULT_SERVICE_CIDR;
+  const { network, size } = parseCidr(serviceCidr);
+  const base = options.clusterIpBase === undefined ? network + DEFAULT_CLUSTER_IP_OFFSET : parseIpv4(options.clusterIpBase, '--cluster-ip-base');
+  const ids = nodeOrder(sizes);
+  const firstOffset = base - network;
+  const lastOffset = firstOffset + ids.length - 1;
+  const range = `${formatIpv4(base)}–${formatIpv4(base + ids.length - 1)}`;
+  if (firstOffset < 0 || firstOffset >= size) {
+    throw usageError(`--cluster-ip-base ${formatIpv4(base)} is outside --service-cidr ${serviceCidr}`);
+  }
+  if (firstOffset === 0) throw usageError(`--cluster-ip-base ${formatIpv4(base)} is the network address of ${serviceCidr}; no Service can have it`);
+  if (lastOffset >= size - 1) {
+    throw usageError(
+      `the ${ids.length} Services need ${range}, past the last usable address of --service-cidr ${serviceCidr} (${formatIpv4(network + size - 2)}): pick a lower --cluster-ip-base`,
+    );
+  }
+  for (const [offset, owner] of [
+    [1, 'the `kubernetes` API Service, in every cluster'],
+    [10, 'cluster DNS, by convention (kubeadm, kind, minikube, k3s)'],
+  ] as const) {
+    if (firstOffset <= offset && offset <= lastOffset) {
+      throw usageError(`the ${ids.length} Services need ${range}, which includes ${formatIpv4(network + offset)}, the address of ${owner}: pick another --cluster-ip-base`);
+    }
+  }
+  const ips = new Map(ids.map((id, i) => [id, formatIpv4(base + i)]));
+  const staticBand = Math.min(Math.max(16, size / 16), 256);
+  return { serviceCidr, ips, first: formatIpv4(base), last: formatIpv4(base + ids.length - 1), inStaticBand: lastOffset <= staticBand };
+}
+
+/**
+ * The cluster with every URL pointing at the node's Service by its fixed cluster IP:
+ * `http://<cluster IP>:<fixed port>` (planClusterIps). Keys and settings are unchanged; the result
+ * is validated like any cluster.json.
+ */
+export function kubernetesCluster(cluster: ClusterConfig, options: ClusterIpOptions = {}): ClusterConfig {
+  const plan = planClusterIps({ replicas: cluster.replicas.length, chains: cluster.chains.length, chainLength: cluster.f + 1 }, options);
+  const url = (id: string, port: number) => `http://${plan.ips.get(id)!}:${port}`;
   const P = KUBERNETES_PORTS;
   return validateCluster({
     ...cluster,
@@ -149,7 +259,7 @@ export interface ServiceContainer {
   port: number;
 }
 
-export interface ManifestOptions {
+export interface ManifestOptions extends ClusterIpOptions {
   replicas: number;
   chains: number;
   chainLength: number;
@@ -161,6 +271,9 @@ export interface ManifestOptions {
   /** Size of each replica's volume for the sidecar's write-ahead log. */
   storage?: string;
 }
+
+/** ManifestOptions with the defaults filled in; the cluster IPs are planned apart (planClusterIps). */
+type Resolved = Required<Omit<ManifestOptions, keyof ClusterIpOptions>>;
 
 export function exampleService(image: string): ServiceContainer {
   return {
@@ -276,7 +389,7 @@ function probes(): Record<string, Json> {
   };
 }
 
-function replicaWorkload(n: NodeInfo, o: Required<ManifestOptions>): Doc {
+function replicaWorkload(n: NodeInfo, o: Resolved): Doc {
   const base = podSpecBase(n, o.image);
   const P = KUBERNETES_PORTS;
   const labels = podLabels(n);
@@ -340,7 +453,7 @@ function replicaWorkload(n: NodeInfo, o: Required<ManifestOptions>): Doc {
   };
 }
 
-function firewallWorkload(n: NodeInfo, o: Required<ManifestOptions>): Doc {
+function firewallWorkload(n: NodeInfo, o: Resolved): Doc {
   const base = podSpecBase(n, o.image);
   const P = KUBERNETES_PORTS;
   const labels = podLabels(n);
@@ -384,7 +497,7 @@ function firewallWorkload(n: NodeInfo, o: Required<ManifestOptions>): Doc {
   };
 }
 
-function nodeService(n: NodeInfo, namespace: string): Doc {
+function nodeService(n: NodeInfo, namespace: string, clusterIP: string): Doc {
   const P = KUBERNETES_PORTS;
   const port = (name: string, p: number) => ({ name, port: p, targetPort: p, protocol: 'TCP' });
   const ports =
@@ -396,6 +509,8 @@ function nodeService(n: NodeInfo, namespace: string): Doc {
       metadata: { name: n.id, namespace, labels: podLabels(n) },
       spec: {
         type: 'ClusterIP',
+        // Fixed: cluster.json names the node by this address (cbft keygen --kubernetes), so no pod needs DNS.
+        clusterIP,
         selector: { [LABEL.node]: n.id },
         ports,
         // Neighbours must reach a node that is starting or catching up; readiness only gates clients.
@@ -413,7 +528,7 @@ function nodesOf(o: Pick<ManifestOptions, 'replicas' | 'chains' | 'chainLength'>
   return { replicas, firewalls };
 }
 
-function networkPolicies(o: Required<ManifestOptions>): Doc[] {
+function networkPolicies(o: Resolved): Doc[] {
   const P = KUBERNETES_PORTS;
   const ns = o.namespace;
   const tcp = (port: number) => ({ protocol: 'TCP', port });
@@ -433,22 +548,11 @@ function networkPolicies(o: Required<ManifestOptions>): Doc[] {
 
   const docs: Doc[] = [
     {
-      comment: 'Every pod in the namespace: no traffic in or out unless a policy below allows it.',
-      object: policy('default-deny', {}, [], []),
-    },
-    {
       comment:
-        'DNS, so nodes resolve the Service names in cluster.json. The only egress besides cbft neighbours;\n' +
-        'see README.md ("DNS") for closing it too.',
-      object: policy('allow-dns', {}, undefined, [
-        {
-          to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }],
-          ports: [
-            { protocol: 'UDP', port: 53 },
-            { protocol: 'TCP', port: 53 },
-          ],
-        },
-      ]),
+        'Every pod in the namespace: no traffic in or out unless a policy below allows it. No DNS either:\n' +
+        "cluster.json names every node by its Service's fixed cluster IP, so no pod resolves names, and\n" +
+        'a query name forwarded upstream by the cluster DNS would be a way out.',
+      object: policy('default-deny', {}, [], []),
     },
     {
       comment:
@@ -509,13 +613,16 @@ function disruptionBudget(role: 'replica' | 'firewall', maxUnavailable: number, 
 
 /** The files of examples/kubernetes/ for one topology, in apply order (keys come from keygen). */
 export function deploymentManifests(options: ManifestOptions): ManifestFile[] {
-  const o: Required<ManifestOptions> = {
+  const { serviceCidr, clusterIpBase, ...rest } = options;
+  const o: Resolved = {
     namespace: DEFAULT_NAMESPACE,
     storage: '1Gi',
     service: exampleService(options.image),
-    ...options,
+    ...rest,
   };
   checkNamespace(o.namespace);
+  const plan = planClusterIps(o, { serviceCidr, clusterIpBase });
+  const ip = (n: NodeInfo) => plan.ips.get(n.id)!;
   const { replicas, firewalls } = nodesOf(o);
   const size = `${o.replicas} replicas, ${o.chains} chain(s) of ${o.chainLength}`;
   return [
@@ -541,15 +648,17 @@ export function deploymentManifests(options: ManifestOptions): ManifestFile[] {
     },
     {
       name: '20-network-policies.yaml',
-      header: `NetworkPolicies (${size}): default deny, then exactly the cbft topology.`,
+      header: `NetworkPolicies (${size}): default deny, then exactly the cbft topology; no DNS, nothing outside the cluster.`,
       docs: networkPolicies(o),
     },
     {
       name: '30-services.yaml',
-      header: `One Service per node (the names cluster.json advertises), and ${ENTRY_SERVICE} for clients.`,
+      header:
+        `One Service per node at a fixed cluster IP, ${plan.first}–${plan.last} in ${plan.serviceCidr} (the addresses cluster.json\n` +
+        `advertises: cbft keygen --kubernetes with the same --service-cidr and --cluster-ip-base), and ${ENTRY_SERVICE} for clients.`,
       docs: [
-        ...replicas.map((n) => nodeService(n, o.namespace)),
-        ...firewalls.flat().map((n) => nodeService(n, o.namespace)),
+        ...replicas.map((n) => nodeService(n, o.namespace, ip(n))),
+        ...firewalls.flat().map((n) => nodeService(n, o.namespace, ip(n))),
         {
           comment: `What clients use as if it were the service: every chain's bottom node, ready ones only.\nMake it a LoadBalancer (or put an Ingress in front) to serve clients outside the cluster.`,
           object: {

@@ -15,6 +15,7 @@ import { FieldChecker } from './k8s-fields.js';
 import { edge, matches, reachability, selecting, type Endpoint, type NetworkPolicy, type Port } from './netpol.js';
 import {
   DEFAULT_NAMESPACE,
+  DEFAULT_SERVICE_CIDR,
   ENTRY_SERVICE,
   IMAGE_UID,
   KUBERNETES_PORTS as P,
@@ -24,6 +25,7 @@ import {
   keySecretName,
   kubernetesCluster,
   manifestText,
+  planClusterIps,
   toYaml,
 } from '../../src/cluster/kubernetes.js';
 import { generateCluster } from '../../src/cluster/keygen.js';
@@ -34,7 +36,9 @@ import { runCli } from '../helpers/cli.js';
  * The Kubernetes manifests of examples/kubernetes/: every file parses, every object validates
  * against the Kubernetes schemas (kubernetes-models) and uses only known field names, the files
  * are what the generator writes, and the NetworkPolicies allow exactly the cbft topology (computed
- * from the policies, for the example and for other sizes, middle nodes included).
+ * from the policies, for the example and for other sizes, middle nodes included): no DNS and
+ * nothing outside the cluster for any cbft pod, since cluster.json names every node by its
+ * Service's fixed cluster IP.
  */
 
 const DIR = fileURLToPath(new URL('../../examples/kubernetes/', import.meta.url));
@@ -116,23 +120,24 @@ function pods(objects: Obj[]): PodInfo[] {
 /** The endpoints besides the cbft pods that the policies must keep out or let in. */
 function otherEndpoints(namespace: string): Endpoint[] {
   return [
-    { name: 'outside', ports: [{ port: 443, protocol: 'TCP' }] },
+    { name: 'outside', ports: [{ port: 443, protocol: 'TCP' }, { port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] },
     { name: 'kube-dns', namespace: 'kube-system', namespaceLabels: { 'kubernetes.io/metadata.name': 'kube-system' }, labels: { 'k8s-app': 'kube-dns' }, ports: [{ port: 53, protocol: 'UDP' }, { port: 53, protocol: 'TCP' }] },
     { name: 'pod-in-default', namespace: 'default', namespaceLabels: { 'kubernetes.io/metadata.name': 'default' }, labels: { app: 'web' }, ports: [{ port: 80, protocol: 'TCP' }] },
     { name: 'stranger-in-namespace', namespace, namespaceLabels: { 'kubernetes.io/metadata.name': namespace }, labels: { app: 'debug' }, ports: [{ port: 8080, protocol: 'TCP' }] },
   ];
 }
 
-/** DESIGN.md's topology: bottom ↔ clients, fw-c-k ↔ fw-c-(k±1), top ↔ sidecars, sidecar ↔ sidecar; DNS for every pod. */
-function expectedEdges(sizes: typeof EXAMPLE, namespace: string): Set<string> {
+/**
+ * DESIGN.md's topology: bottom ↔ clients, fw-c-k ↔ fw-c-(k±1), top ↔ sidecars, sidecar ↔ sidecar.
+ * Nothing else, DNS included: no pod in the namespace reaches kube-dns or anything outside.
+ */
+function expectedEdges(sizes: typeof EXAMPLE): Set<string> {
   const tcp = (port: number): Port => ({ port, protocol: 'TCP' });
   const out = new Set<string>();
   const replicas = Array.from({ length: sizes.replicas }, (_, i) => replicaId(i));
-  const inNamespace = [...replicas, 'stranger-in-namespace'];
   for (let c = 0; c < sizes.chains; c++) {
     const top = firewallId(c, sizes.chainLength - 1);
     for (const client of ['outside', 'pod-in-default', 'kube-dns']) out.add(edge(client, firewallId(c, 0), tcp(P.firewall)));
-    for (let k = 0; k < sizes.chainLength; k++) inNamespace.push(firewallId(c, k));
     for (let k = 0; k + 1 < sizes.chainLength; k++) {
       out.add(edge(firewallId(c, k), firewallId(c, k + 1), tcp(P.firewall)));
       out.add(edge(firewallId(c, k + 1), firewallId(c, k), tcp(k === 0 ? P.bottomPeer : P.firewall)));
@@ -143,11 +148,6 @@ function expectedEdges(sizes: typeof EXAMPLE, namespace: string): Set<string> {
     }
   }
   for (const a of replicas) for (const b of replicas) if (a !== b) out.add(edge(a, b, tcp(P.replica)));
-  for (const n of inNamespace) {
-    out.add(edge(n, 'kube-dns', { port: 53, protocol: 'UDP' }));
-    out.add(edge(n, 'kube-dns', tcp(53)));
-  }
-  void namespace;
   return out;
 }
 
@@ -181,7 +181,7 @@ function checkPolicies(objects: Obj[], sizes: typeof EXAMPLE, namespace: string)
       return namespaceOf(src!) === namespace || namespaceOf(dst!) === namespace;
     }),
   );
-  const expected = expectedEdges(sizes, namespace);
+  const expected = expectedEdges(sizes);
   return {
     uncovered,
     extra: [...actual].filter((e) => !expected.has(e)).sort(),
@@ -190,6 +190,51 @@ function checkPolicies(objects: Obj[], sizes: typeof EXAMPLE, namespace: string)
 }
 
 const EXACT: PolicyReport = { uncovered: [], extra: [], missing: [] };
+
+/**
+ * Egress, read off the policies rather than computed for sample endpoints: every rule names its
+ * peers, each a pod selector in the policy's own namespace (no namespaceSelector, no ipBlock, so
+ * nothing in kube-system and nothing outside the cluster), and names its ports, none of them DNS.
+ */
+function egressProblems(objects: Obj[]): string[] {
+  const problems: string[] = [];
+  for (const pol of objects.filter((o) => o.kind === 'NetworkPolicy') as unknown as NetworkPolicy[]) {
+    (pol.spec.egress ?? []).forEach((rule: any, i: number) => {
+      const where = `${pol.metadata.name}.egress[${i}]`;
+      if (!rule.to?.length) problems.push(`${where}: to any destination`);
+      for (const peer of rule.to ?? []) {
+        if (!peer.podSelector || peer.namespaceSelector || peer.ipBlock) problems.push(`${where}: to ${JSON.stringify(peer)}`);
+      }
+      if (!rule.ports?.length) problems.push(`${where}: to any port`);
+      for (const port of rule.ports ?? []) {
+        const p = port.port;
+        if (p === undefined || p === 53 || (typeof p === 'string' && /dns|domain/i.test(p)) || (port.endPort !== undefined && p <= 53 && 53 <= port.endPort)) {
+          problems.push(`${where}: port ${JSON.stringify(port)}`);
+        }
+      }
+    });
+  }
+  return problems;
+}
+
+const DNS_POLICY = {
+  apiVersion: 'networking.k8s.io/v1',
+  kind: 'NetworkPolicy',
+  metadata: { name: 'allow-dns', namespace: DEFAULT_NAMESPACE },
+  spec: {
+    podSelector: {},
+    policyTypes: ['Egress'],
+    egress: [
+      {
+        to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }],
+        ports: [
+          { protocol: 'UDP', port: 53 },
+          { protocol: 'TCP', port: 53 },
+        ],
+      },
+    ],
+  },
+};
 
 let fields: FieldChecker;
 beforeAll(() => {
@@ -304,15 +349,26 @@ describe('Kubernetes manifests (examples/kubernetes)', () => {
     const entry = services.find((s) => s.metadata.name === ENTRY_SERVICE)!;
     expect(all.filter((p) => matches({ matchLabels: entry.spec.selector }, p.labels)).map((p) => p.endpoint.name).sort()).toEqual(['fw-0-0', 'fw-1-0']);
 
+    // Every node's Service has a fixed, distinct IPv4 cluster IP in the default Service CIDR; cbft-entry none (clients use its name).
+    const nodeServices = services.filter((s) => s.metadata.name !== ENTRY_SERVICE);
+    expect(entry.spec.clusterIP).toBeUndefined();
+    const ips = nodeServices.map((s) => s.spec.clusterIP as string);
+    expect(new Set(ips).size).toBe(nodeServices.length);
+    for (const ip of ips) expect(ip).toMatch(/^10\.(9[6-9]|10[0-9]|11[01])\.\d{1,3}\.\d{1,3}$/); // 10.96.0.0/12
+    expect(ips.sort()).toEqual([...planClusterIps(EXAMPLE).ips.values()].sort());
+
     const { cluster } = generateCluster(EXAMPLE);
-    const k8s = kubernetesCluster(cluster, DEFAULT_NAMESPACE);
+    const k8s = kubernetesCluster(cluster);
     for (const n of [...k8s.replicas, ...k8s.chains.flat()]) {
+      for (const url of [n.url, 'peerUrl' in n ? n.peerUrl : n.url, n.adminUrl]) {
+        // An address, never a name: no pod resolves anything.
+        expect(new URL(url).hostname, url).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+      }
       for (const url of [n.url, 'peerUrl' in n ? n.peerUrl : n.url]) {
         const u = new URL(url);
-        const [name, ns, svc] = u.hostname.split('.');
-        expect([ns, svc]).toEqual([DEFAULT_NAMESPACE, 'svc']);
-        const service = services.find((s) => s.metadata.name === name);
+        const service = services.find((s) => s.spec.clusterIP === u.hostname);
         expect(service, url).toBeDefined();
+        expect(service!.metadata.name).toBe(n.id);
         expect(service!.spec.selector).toEqual({ [LABEL.node]: n.id });
         expect(service!.spec.ports.map((p: any) => p.port)).toContain(Number(u.port));
       }
@@ -325,6 +381,28 @@ describe('Kubernetes manifests (examples/kubernetes)', () => {
     expect(checkPolicies(objects, EXAMPLE, DEFAULT_NAMESPACE)).toEqual(EXACT);
   });
 
+  it('no pod may send DNS queries or reach anything outside its neighbours', () => {
+    expect(egressProblems(objects)).toEqual([]);
+    expect(objects.filter((o) => o.kind === 'NetworkPolicy').map((o) => o.metadata.name)).not.toContain('allow-dns');
+    // The policy the manifests used to have is caught both ways.
+    const withDns = [...objects, structuredClone(DNS_POLICY) as Obj];
+    expect(egressProblems(withDns)).toEqual([
+      'allow-dns.egress[0]: to {"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"kube-system"}},"podSelector":{"matchLabels":{"k8s-app":"kube-dns"}}}',
+      'allow-dns.egress[0]: port {"protocol":"UDP","port":53}',
+      'allow-dns.egress[0]: port {"protocol":"TCP","port":53}',
+    ]);
+    const dnsEdges = checkPolicies(withDns, EXAMPLE, DEFAULT_NAMESPACE).extra;
+    for (const id of ['replica-0', 'fw-0-0', 'fw-1-1', 'stranger-in-namespace']) {
+      expect(dnsEdges).toContain(`${id} -> kube-dns:53/UDP`);
+      expect(dnsEdges).toContain(`${id} -> kube-dns:53/TCP`);
+    }
+    // DNS to anywhere (an upstream resolver) as well.
+    const anywhere = structuredClone(objects);
+    anywhere.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'replicas')!.spec.egress.push({ ports: [{ protocol: 'UDP', port: 53 }] });
+    expect(egressProblems(anywhere)).toEqual(['replicas.egress[2]: to any destination', 'replicas.egress[2]: port {"protocol":"UDP","port":53}']);
+    expect(checkPolicies(anywhere, EXAMPLE, DEFAULT_NAMESPACE).extra).toContain('replica-0 -> outside:53/UDP');
+  });
+
   it.each([
     { replicas: 4, chains: 1, chainLength: 2 },
     { replicas: 4, chains: 1, chainLength: 3 },
@@ -334,6 +412,22 @@ describe('Kubernetes manifests (examples/kubernetes)', () => {
     const generated = roundTrip(deploymentManifests({ ...sizes, namespace, image: 'registry.example/cbft:1' }));
     expect(validateAll(generated, fields)).toEqual([]);
     expect(checkPolicies(generated, sizes, namespace)).toEqual(EXACT);
+    expect(egressProblems(generated)).toEqual([]);
+  });
+
+  it('other Service CIDRs: the Services get the addresses kubernetesCluster puts in cluster.json', () => {
+    const sizes = { replicas: 7, chains: 3, chainLength: 4 };
+    const ipOptions = { serviceCidr: '10.43.0.0/16', clusterIpBase: '10.43.2.0' }; // k3s
+    const generated = roundTrip(deploymentManifests({ ...sizes, ...ipOptions, image: 'registry.example/cbft:1' }));
+    expect(validateAll(generated, fields)).toEqual([]);
+    const byName = new Map(generated.filter((o) => o.kind === 'Service').map((s) => [s.metadata.name, s.spec.clusterIP]));
+    const k8s = kubernetesCluster(generateCluster(sizes).cluster, ipOptions);
+    const nodes = [...k8s.replicas, ...k8s.chains.flat()];
+    expect(nodes).toHaveLength(7 + 12);
+    nodes.forEach((n, i) => {
+      expect(new URL(n.url).hostname).toBe(`10.43.2.${i}`);
+      expect(byName.get(n.id), n.id).toBe(`10.43.2.${i}`);
+    });
   });
 
   it('the reachability check notices a policy that lets too much through', () => {
@@ -349,8 +443,10 @@ describe('Kubernetes manifests (examples/kubernetes)', () => {
     expect(checkPolicies(crossChain, EXAMPLE, DEFAULT_NAMESPACE)).toEqual({ ...EXACT, extra: ['fw-1-0 -> fw-0-1:8080/TCP'] });
     // Without the default deny, pods in the namespace that no other policy selects are open.
     const open = checkPolicies(objects.filter((o) => o.metadata.name !== 'default-deny'), EXAMPLE, DEFAULT_NAMESPACE);
-    expect(open.uncovered).toEqual(['stranger-in-namespace (Ingress)']);
+    expect(open.uncovered).toEqual(['stranger-in-namespace (Ingress)', 'stranger-in-namespace (Egress)']);
     expect(open.extra).toContain('pod-in-default -> stranger-in-namespace:8080/TCP');
+    expect(open.extra).toContain('stranger-in-namespace -> kube-dns:53/UDP');
+    expect(open.extra).toContain('stranger-in-namespace -> outside:443/TCP');
     // A top that may not talk to the replicas: the topology is broken, not just loose.
     const cut = structuredClone(objects);
     policy(cut, 'fw-1-1').spec.egress.pop();
@@ -367,7 +463,9 @@ describe('cbft keygen --kubernetes', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/kubernetes\.yaml \(ConfigMap cbft-cluster and 8 Secrets for namespace cbft\)/);
-    expect(r.stdout).toMatch(/chain 0: clients connect to http:\/\/fw-0-0\.cbft\.svc:8080/);
+    expect(r.stdout).toMatch(/chain 0: clients connect to http:\/\/10\.96\.0\.68:8080 \(Service fw-0-0; or http:\/\/cbft-entry\.cbft\.svc\)/);
+    expect(r.stdout).toMatch(/Services at fixed cluster IPs 10\.96\.0\.64–10\.96\.0\.71 in 10\.96\.0\.0\/12/);
+    expect(r.stdout).not.toMatch(/^note:/m);
     const file = join(dir, 'kubernetes.yaml');
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     const docs = parseYamlDocuments(await readFile(file, 'utf8')) as Obj[];
@@ -375,8 +473,13 @@ describe('cbft keygen --kubernetes', () => {
     const configMap = docs.find((d) => d.kind === 'ConfigMap')!;
     const cluster = validateCluster(JSON.parse(configMap.data['cluster.json']));
     expect(cluster).toEqual(JSON.parse(await readFile(join(dir, 'cluster.json'), 'utf8')));
-    expect(cluster.replicas[2]!.url).toBe(`http://replica-2.cbft.svc:${P.replica}`);
-    expect(cluster.chains[1]![0]!.peerUrl).toBe(`http://fw-1-0.cbft.svc:${P.bottomPeer}`);
+    expect(cluster.replicas[2]!.url).toBe(`http://10.96.0.66:${P.replica}`);
+    expect(cluster.chains[1]![0]!.peerUrl).toBe(`http://10.96.0.70:${P.bottomPeer}`);
+    // The example manifests (same sizes, default flags) give each node's Service the address cluster.json uses.
+    const services = files().filter((o) => o.kind === 'Service');
+    for (const n of [...cluster.replicas, ...cluster.chains.flat()]) {
+      expect(services.find((s) => s.metadata.name === n.id)!.spec.clusterIP, n.id).toBe(new URL(n.url).hostname);
+    }
     // Each Secret holds exactly the key file keygen wrote for its node; the workloads mount these names.
     const secrets = docs.filter((d) => d.kind === 'Secret');
     const workloadSecrets = pods(files()).map((p) => p.spec.volumes.find((v: any) => v.secret).secret.secretName);
@@ -388,17 +491,85 @@ describe('cbft keygen --kubernetes', () => {
     }
   });
 
-  it('refuses --host, --base-port and a bad namespace with --kubernetes, and --namespace without it', () => {
+  it('takes the Service CIDR and the first cluster IP, and says when they leave the static band', async () => {
+    const { mkdtemp, readFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const root = await mkdtemp(join(tmpdir(), 'cbft-k8s-'));
+    const sizes = ['--replicas', '4', '--chains', '1', '--chain-length', '2'];
+    const urls = async (dir: string) => {
+      const c = validateCluster(JSON.parse(await readFile(join(dir, 'cluster.json'), 'utf8')));
+      return [...c.replicas, ...c.chains.flat()].map((n) => new URL(n.url).hostname);
+    };
+    // k3s: 10.43.0.0/16, base defaults to its address + 64.
+    const r1 = runCli(['keygen', '--out', join(root, 'k3s'), ...sizes, '--kubernetes', '--service-cidr', '10.43.0.0/16']);
+    expect(r1.stderr).toBe('');
+    expect(await urls(join(root, 'k3s'))).toEqual(['10.43.0.64', '10.43.0.65', '10.43.0.66', '10.43.0.67', '10.43.0.68', '10.43.0.69']);
+    const r2 = runCli(['keygen', '--out', join(root, 'base'), ...sizes, '--kubernetes', '--cluster-ip-base', '10.100.7.250']);
+    expect(r2.stderr).toBe('');
+    expect(await urls(join(root, 'base'))).toEqual(['10.100.7.250', '10.100.7.251', '10.100.7.252', '10.100.7.253', '10.100.7.254', '10.100.7.255']);
+    expect(r2.stdout).toMatch(/^note: 10\.100\.7\.250–10\.100\.7\.255 lies beyond the static band/m);
+  });
+
+  it('refuses --host, --base-port, a bad namespace and bad cluster IPs with --kubernetes, and its flags without it', () => {
     const base = ['keygen', '--out', '/tmp/never', '--replicas', '4', '--chains', '1', '--chain-length', '2'];
-    expect(runCli([...base, '--kubernetes', '--host', '0.0.0.0']).stderr).toMatch(/do not apply with --kubernetes/);
-    expect(runCli([...base, '--kubernetes', '--base-port', '9000']).stderr).toMatch(/do not apply with --kubernetes/);
-    expect(runCli([...base, '--kubernetes', '--namespace', 'Bad_NS']).stderr).toMatch(/--namespace must be a DNS label/);
-    expect(runCli([...base, '--namespace', 'x']).stderr).toMatch(/--namespace needs --kubernetes/);
+    const k8s = (...extra: string[]) => {
+      const r = runCli([...base, '--kubernetes', ...extra]);
+      expect(r.code, extra.join(' ')).not.toBe(0);
+      return r.stderr;
+    };
+    expect(k8s('--host', '0.0.0.0')).toMatch(/do not apply with --kubernetes/);
+    expect(k8s('--base-port', '9000')).toMatch(/do not apply with --kubernetes/);
+    expect(k8s('--namespace', 'Bad_NS')).toMatch(/--namespace must be a DNS label/);
+    // Through the CLI, before anything is written; every other case of planClusterIps below.
+    expect(k8s('--service-cidr', 'fd00:10:96::/112')).toMatch(/IPv6 is not supported/);
+    expect(k8s('--cluster-ip-base', '10.96.0.5')).toMatch(/includes 10\.96\.0\.10, the address of cluster DNS/);
+    const sizes = { replicas: 4, chains: 1, chainLength: 2 };
+    const plan = (serviceCidr?: string, clusterIpBase?: string) => () => planClusterIps(sizes, { serviceCidr, clusterIpBase });
+    expect(plan('10.96.0.0')).toThrow(/--service-cidr must be an IPv4 CIDR like 10\.96\.0\.0\/12/);
+    expect(plan('10.96.0.1/12')).toThrow(/has host bits set; the range is 10\.96\.0\.0\/12/);
+    expect(plan('10.96.0.0/31')).toThrow(/prefix must be \/1 to \/30/);
+    expect(plan(undefined, '10.96.0.256')).toThrow(/--cluster-ip-base must be an IPv4 address/);
+    expect(plan(undefined, '010.96.0.64')).toThrow(/--cluster-ip-base must be an IPv4 address/);
+    expect(plan(undefined, 'fd00::40')).toThrow(/IPv6 is not supported/);
+    expect(plan(undefined, '10.43.0.64')).toThrow(/--cluster-ip-base 10\.43\.0\.64 is outside --service-cidr 10\.96\.0\.0\/12/);
+    expect(plan('10.96.0.0/24', '10.96.0.252')).toThrow(
+      /the 6 Services need 10\.96\.0\.252–10\.96\.1\.1, past the last usable address of --service-cidr 10\.96\.0\.0\/24 \(10\.96\.0\.254\)/,
+    );
+    expect(plan('10.96.0.0/24', '10.96.0.249')).not.toThrow(); // up to .254, short of the broadcast address
+    expect(plan(undefined, '10.96.0.0')).toThrow(/is the network address/);
+    expect(plan(undefined, '10.96.0.1')).toThrow(/includes 10\.96\.0\.1, the address of the `kubernetes` API Service/);
+    expect(plan(undefined, '10.96.0.11')).not.toThrow();
+    for (const flag of ['--namespace', '--service-cidr', '--cluster-ip-base']) {
+      expect(runCli([...base, flag, 'x']).stderr).toMatch(new RegExp(`${flag} needs --kubernetes`));
+    }
+  });
+
+  it('assigns distinct, consecutive IPv4 cluster IPs inside the Service CIDR', () => {
+    for (const [sizes, options] of [
+      [{ replicas: 4, chains: 2, chainLength: 2 }, {}],
+      [{ replicas: 100, chains: 10, chainLength: 5 }, { serviceCidr: '172.20.0.0/16', clusterIpBase: '172.20.0.11' }],
+    ] as const) {
+      const plan = planClusterIps(sizes, options);
+      const ips = [...plan.ips.values()];
+      expect(plan.ips.size).toBe(sizes.replicas + sizes.chains * sizes.chainLength);
+      expect(new Set(ips).size).toBe(ips.length);
+      const [net, prefix] = (options.serviceCidr ?? DEFAULT_SERVICE_CIDR).split('/');
+      const num = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+      for (const [i, ip] of ips.entries()) {
+        expect(ip).toMatch(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/);
+        expect(num(ip) - num(ips[0]!)).toBe(i);
+        expect(Math.floor(num(ip) / 2 ** (32 - Number(prefix)))).toBe(num(net!) / 2 ** (32 - Number(prefix)));
+      }
+      expect([plan.first, plan.last]).toEqual([ips[0], ips.at(-1)]);
+    }
+    expect(planClusterIps({ replicas: 4, chains: 2, chainLength: 2 }).inStaticBand).toBe(true);
+    expect(planClusterIps({ replicas: 100, chains: 10, chainLength: 5 }, { serviceCidr: '172.20.0.0/16', clusterIpBase: '172.20.0.11' }).inStaticBand).toBe(true);
+    expect(planClusterIps({ replicas: 100, chains: 10, chainLength: 20 }, { serviceCidr: '172.20.0.0/16', clusterIpBase: '172.20.0.11' }).inStaticBand).toBe(false);
   });
 
   it('clusterResources round-trips through YAML', () => {
     const { cluster, keys } = generateCluster({ replicas: 4, chains: 1, chainLength: 2 });
-    const docs = clusterResources(kubernetesCluster(cluster, 'x'), keys, 'x');
+    const docs = clusterResources(kubernetesCluster(cluster), keys, 'x');
     expect(parseYamlDocuments(toYaml(docs))).toEqual(docs.map((d) => d.object));
   });
 });
