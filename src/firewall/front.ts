@@ -11,12 +11,15 @@ import type { Entry, Outcome, ReleaseQueue } from './queue.js';
 
 /**
  * The bottom node's client-facing HTTP/1.1 server: a plain node:http server (no framework on the
- * hot path, no JSON except on error paths). It accepts any method and origin-form target, keeps
- * connections alive, bounds headers (`maxHeaderBytes` → 431), bodies (→ 413), connections and the
- * time a client may take to send a request (slowloris), builds the canonical request and hands it
- * to the node. The response is built only from the signed canonical reply (I1, I3): its status, its
- * headers, its body, the four cbft headers and the bottom's own content-length; `date` is off and
- * node adds nothing but its own connection framing.
+ * hot path, no JSON except on error paths). It accepts every method node's parser knows (others,
+ * and CONNECT, get 400) with an origin-form, asterisk-form or absolute-form target (the latter is
+ * reduced to path and query, RFC 9112 §3.2.2), keeps connections alive, bounds header bytes
+ * (`maxHeaderBytes` → 431) and header count (`maxHeaders` → 431), bodies (→ 413), connections and
+ * the time a client may take to send a request (slowloris → 408), builds the canonical request and
+ * hands it to the node. The response is built only from the signed canonical reply (I1, I3): its
+ * status, its headers, its body, the four cbft headers and the bottom's own content-length; `date`
+ * is off and node adds nothing but its own connection framing. Every request that reaches the
+ * listener, including those node's parser rejects, is counted and gets one access-log line.
  */
 export interface FrontContext {
   res: ServerResponse;
@@ -30,6 +33,8 @@ export interface FrontOptions {
   replyAllow: ReadonlySet<string>;
   maxBodyBytes: number;
   maxHeaderBytes: number;
+  /** Most header fields a request may carry (default {@link MAX_REQUEST_HEADERS}). */
+  maxHeaders?: number;
   maxConnections: number;
   queue: ReleaseQueue<FrontContext>;
   /** Forwards the canonical request up; false when the link refuses it (overload). */
@@ -53,6 +58,36 @@ export const FirewallErrors = {
 export type FirewallErrorCode = keyof typeof FirewallErrors;
 
 const NONCE_RE = /^[0-9a-fA-F]{32}$/;
+
+/**
+ * Default bound on the number of header fields of a client request (answered with 431
+ * `headers_too_large`). It equals the canonical request decoder's header limit, so every request
+ * the bottom accepts can be decoded by the nodes above it. Node's own cap (`maxHeadersCount`,
+ * 2000) silently drops the fields after it, which would change the request, so it is switched off
+ * and this one enforced instead; `maxHeaderBytes` still bounds what the parser holds.
+ */
+export const MAX_REQUEST_HEADERS = 256;
+
+// absolute-form (RFC 9112 §3.2.2): http(s)://authority[path][?query]; no userinfo, no empty host.
+const ABSOLUTE_RE = /^https?:\/\/[A-Za-z0-9\-._~!$&'()*+,;=:[\]%]+(?=[/?]|$)/i;
+
+/**
+ * The canonical (origin- or asterisk-form) target of a request target, or undefined when it has
+ * none. An absolute-form target keeps only its path and query, byte for byte (no normalization),
+ * so the same request sent in either form has the same digest and the authority, which the service
+ * never sees, cannot change it.
+ */
+export function canonicalTarget(method: string, target: string): string | undefined {
+  if (target.startsWith('/') || target === '*') return target;
+  const m = ABSOLUTE_RE.exec(target);
+  if (!m) return undefined;
+  const rest = target.slice(m[0].length);
+  if (rest === '') return method === 'OPTIONS' ? '*' : '/';
+  return rest.startsWith('?') ? '/' + rest : rest;
+}
+
+/** Method and target of the request whose head begins a client-error packet, when it shows them. */
+const REQUEST_LINE_RE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}) ([\x21-\x7e]{1,8192}) HTTP\/\d\.\d\r?\n/;
 
 export function errorBody(code: FirewallErrorCode, message: string): Buffer {
   return Buffer.from(JSON.stringify({ error: code, message }));
@@ -106,10 +141,20 @@ export function signedResponseHeaders(reply: CanonicalReply, proof: Uint8Array, 
 export function createFront(o: FrontOptions): Server {
   const requests = o.metrics.requests.labels('http');
   const rejected = (code: FirewallErrorCode) => o.metrics.releases.inc({ outcome: code });
+  const maxHeaders = o.maxHeaders ?? MAX_REQUEST_HEADERS;
 
-  const logLine = (ctx: Pick<FrontContext, 'method' | 'path' | 'nonceHex'>, status: number, digestHex: string | undefined, start: number) => {
-    o.log.info({ method: ctx.method, path: ctx.path, status, nonce: ctx.nonceHex, digest: digestHex, ms: Math.round((performance.now() - start) * 1000) / 1000 }, 'request');
+  const logLine = (ctx: Partial<Pick<FrontContext, 'method' | 'path' | 'nonceHex'>>, status: number, outcome: string, digestHex: string | undefined, start: number) => {
+    o.log.info(
+      { method: ctx.method, path: ctx.path, status, outcome, nonce: ctx.nonceHex, digest: digestHex, ms: Math.round((performance.now() - start) * 1000) / 1000 },
+      'request',
+    );
   };
+
+  // Per connection: the last response created on it (answers to requests node's parser rejects
+  // wait behind it, so they cannot be taken for its answer) and when the connection was opened or
+  // last finished a response (the start of a request the parser rejects, as far as we know).
+  const lastResponse = new WeakMap<Socket, ServerResponse>();
+  const idleSince = new WeakMap<Socket, number>();
 
   const server = createServer(
     {
@@ -128,22 +173,34 @@ export function createFront(o: FrontOptions): Server {
       const start = performance.now();
       res.sendDate = false;
       requests.inc();
+      const socket = req.socket;
+      lastResponse.set(socket, res);
+      res.once('finish', () => idleSince.set(socket, performance.now()));
       const method = req.method ?? 'GET';
-      const target = req.url ?? '/';
+      let target = req.url ?? '/';
       const state = o.state();
       const early = (code: FirewallErrorCode, message: string, close: boolean, nonceHex = '') => {
         req.resume();
         rejected(code);
         const status = sendError(res, code, message, close);
         if (close) res.once('finish', () => req.socket.destroySoon());
-        logLine({ method, path: target, nonceHex }, status, undefined, start);
+        logLine({ method, path: target, nonceHex }, status, code, undefined, start);
       };
+      // Node keeps every field (maxHeadersCount is 0), bounded in bytes by maxHeaderSize.
+      if (req.rawHeaders.length / 2 > maxHeaders) {
+        return early('headers_too_large', `more than ${maxHeaders} request header fields`, true);
+      }
       if (state !== 'ok') return early('not_ready', state === 'draining' ? 'the firewall is shutting down' : 'the upper firewall node is unreachable', state === 'draining');
       // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for more than one Host.
       const hosts = req.headersDistinct.host?.length ?? 0;
       if (hosts > 1 || (hosts === 0 && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1)) {
         return early('malformed_request', 'the request must carry exactly one Host header', true);
       }
+      const canonical = canonicalTarget(method, target);
+      if (canonical === undefined) {
+        return early('malformed_request', 'the request target must be origin-form, * or an absolute http(s) URI', false);
+      }
+      target = canonical;
 
       const nonceHeader = req.headers['cbft-nonce'];
       let nonce: Uint8Array;
@@ -171,7 +228,7 @@ export function createFront(o: FrontOptions): Server {
           rejected('body_too_large');
           const status = sendError(res, 'body_too_large', `request body exceeds ${o.maxBodyBytes} bytes`, true);
           res.once('finish', () => req.socket.destroySoon());
-          logLine({ method, path: target, nonceHex }, status, undefined, start);
+          logLine({ method, path: target, nonceHex }, status, 'body_too_large', undefined, start);
           return;
         }
         chunks.push(chunk);
@@ -192,7 +249,7 @@ export function createFront(o: FrontOptions): Server {
         if (!entry) {
           rejected('overloaded');
           const status = sendError(res, 'overloaded', `more than ${o.queue.size} requests are queued`);
-          logLine(ctx, status, digestHex, start);
+          logLine(ctx, status, 'overloaded', digestHex, start);
           return;
         }
         if (!o.submit(bytes)) o.queue.resolveEntry(entry, { kind: 'fail', code: FailCode.Overloaded, local: true });
@@ -203,19 +260,48 @@ export function createFront(o: FrontOptions): Server {
     },
   );
   server.maxConnections = o.maxConnections;
-  // `Expect: 100-continue`: refuse an oversized body before the client sends it.
+  // Unlimited here: node would silently drop every field after the 2000th; counted above instead.
+  server.maxHeadersCount = 0;
+  server.on('connection', (socket: Socket) => idleSince.set(socket, performance.now()));
+  // `Expect: 100-continue`: refuse an oversized body (or head) before the client sends the body.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    if (Number(req.headers['content-length'] ?? 0) <= o.maxBodyBytes) res.writeContinue();
+    if (Number(req.headers['content-length'] ?? 0) <= o.maxBodyBytes && req.rawHeaders.length / 2 <= maxHeaders) res.writeContinue();
     server.emit('request', req, res);
   });
-  const rawError = (socket: Socket, status: number, code: FirewallErrorCode, message: string) => {
+
+  /**
+   * Answers a request node's parser rejected (or CONNECT) on the raw socket and closes it; counts
+   * and logs it like any other, once. Pipelined requests before it are answered first, in order.
+   */
+  const rawError = (socket: Socket, status: number, code: FirewallErrorCode, message: string, line: { method?: string; path?: string }) => {
+    const pending = lastResponse.get(socket);
+    // The broken request already reached the handler (an error in its body, or a body sent too
+    // slowly): it was counted there, and its response was never written unless it was refused.
+    const own = pending !== undefined && !pending.req.complete;
+    if (own && pending.headersSent) {
+      socket.destroy();
+      return;
+    }
+    if (!own) requests.inc();
+    rejected(code);
+    const start = idleSince.get(socket) ?? performance.now();
+    logLine(own ? { method: pending.req.method, path: pending.req.url, nonceHex: '' } : { ...line, nonceHex: '' }, status, code, undefined, start);
     const body = errorBody(code, message);
-    socket.end(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n` +
-        body.toString(),
-    );
+    const write = () => {
+      if (!socket.writable) {
+        socket.destroy();
+        return;
+      }
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n` +
+          body.toString(),
+      );
+    };
+    // A response still owed to an earlier, complete request goes first.
+    if (!own && pending && !pending.writableFinished && !pending.destroyed) pending.once('close', write);
+    else write();
   };
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+  server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer; bytesParsed?: number }, socket: Socket) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
       return;
@@ -226,14 +312,27 @@ export function createFront(o: FrontOptions): Server {
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
           ? ([408, 'malformed_request'] as const)
           : ([400, 'malformed_request'] as const);
-    rawError(socket, status, code, status === 431 ? `request headers exceed ${o.maxHeaderBytes} bytes` : status === 408 ? 'request not received in time' : 'malformed HTTP request');
+    const message = status === 431 ? `request headers exceed ${o.maxHeaderBytes} bytes` : status === 408 ? 'request not received in time' : 'malformed HTTP request';
+    rawError(socket, status, code, message, requestLineOf(err.rawPacket, err.bytesParsed));
   });
   // CONNECT (authority-form target): without a listener node drops the connection unanswered.
-  server.on('connect', (_req: IncomingMessage, socket: Socket) => {
-    rejected('malformed_request');
-    rawError(socket, 400, 'malformed_request', 'the request cannot be represented (target must be origin-form)');
+  server.on('connect', (req: IncomingMessage, socket: Socket) => {
+    rawError(socket, 400, 'malformed_request', 'the request cannot be represented (target must be origin-form)', { method: req.method, path: req.url });
   });
   return server;
+}
+
+/**
+ * Best effort: the method and target of the request a parser error was in, from the packet being
+ * parsed (the request begins after the last blank line before the error, if it is in the packet).
+ */
+function requestLineOf(packet: Buffer | undefined, errorAt: number | undefined): { method?: string; path?: string } {
+  if (!packet || packet.length === 0) return {};
+  const at = Math.min(packet.length, errorAt ?? packet.length);
+  const end = at >= 4 ? packet.lastIndexOf('\r\n\r\n', at - 4) : -1;
+  const from = end < 0 ? 0 : end + 4;
+  const m = REQUEST_LINE_RE.exec(packet.subarray(from, from + 8300).toString('latin1'));
+  return m ? { method: m[1], path: m[2] } : {};
 }
 
 /**

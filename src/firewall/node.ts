@@ -16,7 +16,7 @@ import { Link } from '../transport/link.js';
 import { listenAddress, startPeerServer, type PeerServer } from '../transport/peer-server.js';
 import { encodeFail, encodeSignedReply, FailCode } from '../wire/payloads.js';
 import { defaultWorkerFile, inlineBackend, RootVerifier, workerBackend, type CryptoBackend } from './crypto-pool.js';
-import { createFront, releaseToClient, type FrontContext } from './front.js';
+import { createFront, failError, FirewallErrors, releaseToClient, type FrontContext } from './front.js';
 import { Intake } from './intake.js';
 import { FirewallMetrics } from './metrics.js';
 import { Prober } from './probe.js';
@@ -164,7 +164,7 @@ export async function startFirewallNode(o: FirewallNodeOptions): Promise<Firewal
         metrics.releases.inc({ outcome: r.outcome });
         const ms = performance.now() - e.enqueuedAt;
         metrics.latencySeconds.observe(ms / 1000);
-        log.info({ method: e.ctx.method, path: e.ctx.path, status: r.status, nonce: e.ctx.nonceHex, digest: e.digestHex, ms: Math.round(ms * 1000) / 1000 }, 'request');
+        log.info({ method: e.ctx.method, path: e.ctx.path, status: r.status, outcome: r.outcome, nonce: e.ctx.nonceHex, digest: e.digestHex, ms: Math.round(ms * 1000) / 1000 }, 'request');
       },
     });
   } else {
@@ -182,10 +182,9 @@ export async function startFirewallNode(o: FirewallNodeOptions): Promise<Firewal
         releases[name].inc();
         const ms = performance.now() - e.enqueuedAt;
         metrics.latencySeconds.observe(ms / 1000);
-        log.info(
-          { method: e.ctx.method, path: e.ctx.path, status: outcome.kind === 'reply' ? outcome.reply.status : name, nonce: e.ctx.nonceHex, digest: e.digestHex, ms: Math.round(ms * 1000) / 1000 },
-          'request',
-        );
+        // status is numeric at every node: the signed reply's, or the one the bottom would answer.
+        const status = outcome.kind === 'reply' ? outcome.reply.status : FirewallErrors[failError(outcome.code)];
+        log.info({ method: e.ctx.method, path: e.ctx.path, status, outcome: name, nonce: e.ctx.nonceHex, digest: e.digestHex, ms: Math.round(ms * 1000) / 1000 }, 'request');
       },
     });
   }
@@ -316,6 +315,7 @@ export async function startFirewallNode(o: FirewallNodeOptions): Promise<Firewal
       replyAllow,
       maxBodyBytes: svc.maxRequestBodyBytes,
       maxHeaderBytes: fw.maxHeaderBytes,
+      maxHeaders: requestLimits.maxHeaders,
       maxConnections: o.maxConnections ?? 10_000,
       queue: queue as ReleaseQueue<FrontContext>,
       submit: (bytes) => up!.send(MessageKind.Request, bytes),

@@ -111,7 +111,8 @@ export function underSigned(tc: TestCluster, payload: Uint8Array, count: number)
     const k = tc.keys.find((x) => x.id === r.id)!;
     return { index: r.shareIndex, signature: partialSign({ index: r.shareIndex, secretKey: fromHex(k.shareSecretKey!) }, msg) };
   });
-  return encodeSignedReply({ ...signed, signature: combine(partials) });
+  // Interpolating over `count` points as if the threshold were `count`: a wrong group signature.
+  return encodeSignedReply({ ...signed, signature: combine(partials, count) });
 }
 
 /** Genuinely signed replies (s+1 shares) for the given canonical requests, one batch. */

@@ -4,6 +4,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
 import { request } from 'undici';
 import { fromHex } from '../../src/codec/binary.js';
 import { validateCluster, type ClusterConfig, type FirewallSettings, type ServiceSettings } from '../../src/cluster/config.js';
@@ -76,12 +77,34 @@ export function loadedKeys(keys: readonly NodeKeys[], id: string): LoadedKeys {
 }
 
 /** Starts the given firewall nodes in-process, top first; returns them bottom first. */
-export async function startNodes(tc: TestCluster, ids: string[]): Promise<FirewallNode[]> {
+export async function startNodes(tc: TestCluster, ids: string[], logs?: LogCapture): Promise<FirewallNode[]> {
   const nodes: FirewallNode[] = [];
   for (const id of [...ids].reverse()) {
-    nodes.unshift(await startFirewallNode({ cluster: tc.cluster, keys: loadedKeys(tc.keys, id), probeIntervalMs: 100 }));
+    nodes.unshift(await startFirewallNode({ cluster: tc.cluster, keys: loadedKeys(tc.keys, id), probeIntervalMs: 100, logger: logs?.logger(id) }));
   }
   return nodes;
+}
+
+/** pino loggers whose JSON lines are kept in memory, per node id (to check the access log). */
+export interface LogCapture {
+  logger(id: string): Logger;
+  /** The parsed lines node `id` logged so far (with `msg`, or all of them). */
+  lines(id: string, msg?: string): Array<Record<string, unknown>>;
+}
+
+export function captureLogs(): LogCapture {
+  const byNode = new Map<string, Array<Record<string, unknown>>>();
+  return {
+    logger(id) {
+      const lines: Array<Record<string, unknown>> = [];
+      byNode.set(id, lines);
+      return pino({ level: 'info', base: { node: id } }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    },
+    lines(id, msg) {
+      const all = byNode.get(id) ?? [];
+      return msg === undefined ? all : all.filter((l) => l.msg === msg);
+    },
+  };
 }
 
 export function chainIds(tc: TestCluster, chain = 0): string[] {
@@ -244,7 +267,12 @@ export function ensureBuilt(): void {
 export const WORKER_URL = new URL('../../dist/src/firewall/crypto-worker.js', import.meta.url);
 
 /** Fake replicas and firewall nodes for chains of a fresh cluster; `close` stops them all. */
-export async function startChains(o: Parameters<typeof makeCluster>[0] = {}, fake: Omit<Parameters<typeof startFakeReplicas>[0], 'cluster' | 'keys'> = {}, chains?: number[]) {
+export async function startChains(
+  o: Parameters<typeof makeCluster>[0] = {},
+  fake: Omit<Parameters<typeof startFakeReplicas>[0], 'cluster' | 'keys'> = {},
+  chains?: number[],
+  logs?: LogCapture,
+) {
   const tc = await makeCluster(o);
   const replicas = await startFakeReplicas({ cluster: tc.cluster, keys: tc.keys, ...fake });
   const nodes: FirewallNode[][] = [];
@@ -252,7 +280,7 @@ export async function startChains(o: Parameters<typeof makeCluster>[0] = {}, fak
     for (const chain of nodes) for (const n of chain) await n.close();
     await replicas.close();
   };
-  for (const c of chains ?? tc.cluster.chains.map((_, i) => i)) nodes.push(await startNodes(tc, chainIds(tc, c)));
+  for (const c of chains ?? tc.cluster.chains.map((_, i) => i)) nodes.push(await startNodes(tc, chainIds(tc, c), logs));
   return { tc, replicas, nodes, close, url: (c = 0) => tc.cluster.chains[c]![0]!.url };
 }
 

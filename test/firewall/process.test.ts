@@ -113,9 +113,14 @@ describe('cbft firewall and cbft verify as processes', () => {
       .split('\n')
       .filter((l) => l.includes(nonce))
       .map((l) => JSON.parse(l) as Record<string, unknown>)[0]!;
-    expect(line).toMatchObject({ node: 'fw-0-0', method: 'GET', path: '/logged?q=1', status: 200, nonce, digest, msg: 'request' });
+    expect(line).toMatchObject({ node: 'fw-0-0', method: 'GET', path: '/logged?q=1', status: 200, outcome: 'reply', nonce, digest, msg: 'request' });
     expect(typeof line.ms).toBe('number');
     await waitFor(() => procs[0]!.stdout().includes(nonce), 5_000, 'top access log line');
+    const topLine = procs[0]!
+      .stdout()
+      .split('\n')
+      .find((l) => l.includes(nonce))!;
+    expect(JSON.parse(topLine)).toMatchObject({ node: 'fw-0-1', path: '/logged?q=1', status: 200, outcome: 'reply', nonce, digest, msg: 'request' });
   });
 
   it('refuses bad invocations with exit status 2', () => {
