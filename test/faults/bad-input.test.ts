@@ -199,7 +199,8 @@ describe('bad input and attacks under a steady load', () => {
         'no Host header': ['GET / HTTP/1.1\r\n\r\n'],
         'two Host headers': ['GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'],
         'CONNECT (authority form)': ['CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n'],
-        'absolute-form target': ['GET http://evil.example/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
+        // An http(s) absolute-form target is accepted (reduced to its path, RFC 9112 §3.2.2); others are not.
+        'absolute-form target, not http(s)': ['GET ftp://evil.example/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
         'method with a slash': ['GE/T / HTTP/1.1\r\nHost: x\r\n\r\n'],
         'space in the target': ['GET /a b HTTP/1.1\r\nHost: x\r\n\r\n'],
         'control character in the target': [Buffer.from('GET /a\x01b HTTP/1.1\r\nHost: x\r\n\r\n', 'latin1')],
