@@ -267,9 +267,18 @@ export class Journal {
     return this.wal.syncs;
   }
 
-  /** Replaces the log by exactly these records (compaction). */
-  rewrite(records: readonly JournalRecord[]): void {
-    this.wal.rewrite(records.map(encodeJournalRecord));
+  /**
+   * Replaces the log by exactly these records (compaction). Each is encoded only when the log
+   * writes it: encoding them all first held the whole live state (tens of MiB of small buffers)
+   * at once, and the C heap never gave that back (+20 MiB of RSS at every compaction). Returns
+   * how many records were written.
+   */
+  rewrite(records: Iterable<JournalRecord>): number {
+    return this.wal.rewrite(
+      (function* () {
+        for (const r of records) yield encodeJournalRecord(r);
+      })(),
+    );
   }
 
   close(): void {

@@ -984,40 +984,44 @@ export class Sidecar {
     this.journal.sync();
     const before = this.journal.size;
     const kept = compactRecords(this.engineLog);
-    const out: JournalRecord[] = [{ kind: 'executed', seq: this.executedThrough }];
-    for (const r of kept) out.push({ kind: 'engine', bytes: encodeRecord(r) });
-    for (const b of this.cache.all()) {
-      b.replies.forEach((r, index) => {
-        if (r) out.push({ kind: r.own ? 'done' : 'adopted', seq: b.batch.seq, index, reply: r.reply });
-      });
-      out.push({ kind: 'batch-done', batch: b.batch });
-    }
-    for (const seq of [...this.progress.keys()].sort((a, b) => a - b)) {
-      for (const [index, s] of this.progress.get(seq)!) {
-        switch (s.state) {
-          case 'started':
-            out.push({ kind: 'start', seq, index });
-            break;
-          case 'not-sent':
-            out.push({ kind: 'not-sent', seq, index });
-            break;
-          case 'done':
-          case 'adopted':
-            out.push({ kind: s.state, seq, index, reply: s.reply });
-            break;
-          case 'unknown':
-            out.push({ kind: 'unknown', seq, index, reason: s.reason });
-            break;
+    const live = function* (this: Sidecar): Generator<JournalRecord> {
+      yield { kind: 'executed', seq: this.executedThrough };
+      // Generated as the log writes them, so no copy of the live state is ever held at once.
+      for (const r of kept) yield { kind: 'engine', bytes: encodeRecord(r) };
+      for (const b of this.cache.all()) {
+        for (let index = 0; index < b.replies.length; index++) {
+          const r = b.replies[index];
+          if (r) yield { kind: r.own ? 'done' : 'adopted', seq: b.batch.seq, index, reply: r.reply };
+        }
+        yield { kind: 'batch-done', batch: b.batch };
+      }
+      for (const seq of [...this.progress.keys()].sort((a, b) => a - b)) {
+        for (const [index, s] of this.progress.get(seq)!) {
+          switch (s.state) {
+            case 'started':
+              yield { kind: 'start', seq, index };
+              break;
+            case 'not-sent':
+              yield { kind: 'not-sent', seq, index };
+              break;
+            case 'done':
+            case 'adopted':
+              yield { kind: s.state, seq, index, reply: s.reply };
+              break;
+            case 'unknown':
+              yield { kind: 'unknown', seq, index, reason: s.reason };
+              break;
+          }
         }
       }
-    }
-    this.journal.rewrite(out);
+    };
+    const records = this.journal.rewrite(live.call(this));
     this.persistEnd = 0; // everything is durable in the rewritten log
     this.engineLog = kept;
     this.compactAt = Math.max(this.compactMinBytes, 2 * this.journal.size);
     this.metrics.walCompactions.inc();
     this.metrics.walBytes.set(this.journal.size);
-    this.log.info({ before, after: this.journal.size, records: out.length, engineRecords: kept.length }, 'write-ahead log compacted');
+    this.log.info({ before, after: this.journal.size, records, engineRecords: kept.length }, 'write-ahead log compacted');
   }
 
   // ---------------------------------------------------------------------------------------------

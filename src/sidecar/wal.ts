@@ -266,15 +266,17 @@ export class WalFile {
   }
 
   /**
-   * Replaces the whole log by `payloads` (compaction). Pending appends are dropped: the caller
-   * passes the complete live state. Atomic with respect to crashes.
+   * Replaces the whole log by `payloads` (compaction), taken one at a time, and returns how many
+   * there were. Pending appends are dropped: the caller passes the complete live state. Atomic
+   * with respect to crashes.
    */
-  rewrite(payloads: readonly Uint8Array[]): void {
+  rewrite(payloads: Iterable<Uint8Array>): number {
     if (this.closed) throw new CbftError(WalErrorCode, `${this.path}: rewrite after close`);
     if (this.syncInFlight) throw new CbftError(WalErrorCode, `${this.path}: rewrite while a sync is in flight (await idle() first)`);
     const tmp = this.path + '.compact';
     const fd = openSync(tmp, 'w', 0o600);
     let position = 0;
+    let count = 0;
     try {
       // Streamed through one 1 MiB buffer: the live state can be tens of MiB, and encoding it all
       // at once would double the process's memory for a moment (and fragment its heap for good).
@@ -303,7 +305,10 @@ export class WalFile {
       };
       chunk.set(WAL_MAGIC, 0);
       used = WAL_MAGIC.length;
-      for (const p of payloads) put(p);
+      for (const p of payloads) {
+        put(p);
+        count++;
+      }
       writeAll(chunk, used);
       fsyncSync(fd);
     } catch (err) {
@@ -321,6 +326,7 @@ export class WalFile {
     this.syncs++;
     this.pending = [];
     this.pendingBytes = 0;
+    return count;
   }
 
   close(): void {
