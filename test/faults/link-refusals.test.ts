@@ -15,12 +15,12 @@ import { digestOf } from '../../src/codec/canonical.js';
 import { fromHex } from '../../src/codec/binary.js';
 import { loadCluster, loadNodeKeys } from '../../src/cluster/keys.js';
 import { IdentitySigner } from '../../src/crypto/identity.js';
-import type { Action, ClientRequest, PbftMessage, ReplicaInspection, RestoredState } from '../../src/pbft/index.js';
-import { Sidecar, type Engine } from '../../src/sidecar/sidecar.js';
+import type { Action, PbftMessage } from '../../src/pbft/index.js';
+import { Sidecar } from '../../src/sidecar/sidecar.js';
 import { MessageKind } from '../../src/transport/frame.js';
 import { Link } from '../../src/transport/link.js';
 import { signSubmission } from '../../src/wire/submission.js';
-import { canonicalRequest, makeCluster, waitUntil } from '../sidecar/helpers.js';
+import { FakeEngine, canonicalRequest, makeCluster, waitUntil } from '../sidecar/helpers.js';
 import { fileClock, publishRows } from './helpers/results.js';
 
 /** Wall time of this file, kept in RESULTS.md. */
@@ -28,30 +28,6 @@ const clock = fileClock(import.meta.url);
 afterAll(() => {
   publishRows([], clock);
 });
-
-class ScriptedEngine implements Engine {
-  readonly submitted: ClientRequest[] = [];
-  private out: Action[] = [];
-  lastInternalError: unknown = null;
-  constructor(readonly restored: RestoredState | undefined) {}
-  submit(r: ClientRequest): void {
-    this.submitted.push(r);
-  }
-  receiveBytes(): void {}
-  tick(): void {}
-  executed(): void {}
-  takeActions(): Action[] {
-    const a = this.out;
-    this.out = [];
-    return a;
-  }
-  inspect(): ReplicaInspection {
-    return { view: 0, primary: 0, inViewChange: false, diverged: false } as ReplicaInspection;
-  }
-  push(...a: Action[]): void {
-    this.out.push(...a);
-  }
-}
 
 const closers: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -79,7 +55,7 @@ describe('sidecar: messages a full link refuses are counted and logged', () => {
         cb();
       },
     });
-    let engine!: ScriptedEngine;
+    let engine!: FakeEngine;
     const sidecar = await Sidecar.start({
       cluster,
       keys,
@@ -87,7 +63,7 @@ describe('sidecar: messages a full link refuses are counted and logged', () => {
       upstream: 'http://127.0.0.1:9',
       dataDir: join(tc.dir, 'data', 'replica-0'),
       log: pino({ level: 'warn' }, sink),
-      engine: (_config, _crypto, restored) => (engine = new ScriptedEngine(restored)),
+      engine: (_config, _crypto, restored) => (engine = new FakeEngine(restored)),
     });
     closers.push(() => sidecar.stop());
 

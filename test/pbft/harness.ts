@@ -9,6 +9,7 @@ import type {
   PersistRecord,
 } from '../../src/pbft/index.js';
 import { Replica, compactRecords, decodeMessage, decodeRecord, encodeMessage, encodeRecord } from '../../src/pbft/index.js';
+import { signMessage, type Unsigned } from '../../src/pbft/signing.js';
 import { simCrypto, simKeys } from '../../sim/fake-crypto.js';
 
 /** A message in flight between two replicas. */
@@ -206,4 +207,14 @@ export class Cluster {
 /** Decodes (strictly) what a message would be on the wire, for assertions. */
 export function roundTrip(msg: PbftMessage): PbftMessage {
   return decodeMessage(encodeMessage(msg));
+}
+
+/** Keys, clock and entropy of the handler unit tests, which drive one replica by hand. */
+export const keys = simKeys(4, 42);
+export const NOW = 5_000_000;
+export const ENTROPY = new Uint8Array(32).fill(7);
+
+/** A message as replica `id` would sign it. */
+export function signAs<T extends PbftMessage>(id: number, unsigned: Unsigned<T>): T {
+  return signMessage<T>(simCrypto(keys, id), unsigned);
 }

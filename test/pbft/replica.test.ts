@@ -17,19 +17,11 @@ import type {
 import { PbftErrorCodes, Replica, batchDigest, createEd25519Crypto, encodeMessage } from '../../src/pbft/index.js';
 import { GENESIS_HISTORY } from '../../src/pbft/digests.js';
 import type { Unsigned } from '../../src/pbft/signing.js';
-import { signMessage } from '../../src/pbft/signing.js';
 import { simCrypto, simKeys } from '../../sim/fake-crypto.js';
-import { Cluster, TEST_CONFIG, makeRequest } from './harness.js';
+import { Cluster, ENTROPY, NOW, TEST_CONFIG, keys, makeRequest, signAs } from './harness.js';
 
 /** Unit tests per handler: one replica driven by hand-made, signed messages. */
 
-const keys = simKeys(4, 42);
-const NOW = 5_000_000;
-const ENTROPY = new Uint8Array(32).fill(7);
-
-function signAs<T extends PbftMessage>(id: number, unsigned: Unsigned<T>): T {
-  return signMessage<T>(simCrypto(keys, id), unsigned);
-}
 
 function newReplica(id = 1, extra: Partial<typeof TEST_CONFIG> = {}): Replica {
   const r = new Replica({ ...TEST_CONFIG, ...extra, id }, simCrypto(keys, id));

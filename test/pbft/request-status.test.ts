@@ -14,9 +14,9 @@ import type {
 import { Replica, batchDigest } from '../../src/pbft/index.js';
 import { GENESIS_HISTORY } from '../../src/pbft/digests.js';
 import type { Unsigned } from '../../src/pbft/signing.js';
-import { signMessage, verifyMessage } from '../../src/pbft/signing.js';
-import { simCrypto, simKeys } from '../../sim/fake-crypto.js';
-import { Cluster, TEST_CONFIG, makeRequest } from './harness.js';
+import { verifyMessage } from '../../src/pbft/signing.js';
+import { simCrypto } from '../../sim/fake-crypto.js';
+import { Cluster, ENTROPY, NOW, TEST_CONFIG, keys, makeRequest, signAs } from './harness.js';
 
 /**
  * Unit tests of the REQUEST handler (a backup forwarding a request it has held too long, the
@@ -25,13 +25,6 @@ import { Cluster, TEST_CONFIG, makeRequest } from './harness.js';
  * advanced one tick at a time, so every timing assertion names the exact tick.
  */
 
-const keys = simKeys(4, 42);
-const NOW = 5_000_000;
-const ENTROPY = new Uint8Array(32).fill(7);
-
-function signAs<T extends PbftMessage>(id: number, unsigned: Unsigned<T>): T {
-  return signMessage<T>(simCrypto(keys, id), unsigned);
-}
 
 /** A replica with a clock that the test advances one tick at a time. */
 class Driven {

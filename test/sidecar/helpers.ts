@@ -15,6 +15,8 @@ import { utf8 } from '../../src/codec/binary.js';
 import { generateCluster, writeCluster } from '../../src/cluster/keygen.js';
 import { validateCluster, type ClusterConfig, type PbftSettings, type ServiceSettings } from '../../src/cluster/config.js';
 import type { NodeKeys } from '../../src/cluster/keys.js';
+import type { Action, ClientRequest, ReplicaInspection, RestoredState } from '../../src/pbft/index.js';
+import type { Engine } from '../../src/sidecar/sidecar.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 export const COUNTING_SERVICE = fileURLToPath(new URL('../fixtures/counting-service.mjs', import.meta.url));
@@ -258,4 +260,38 @@ export { TopClient, canonicalRequest, type VerifiedReply } from '../../bench/har
 
 export function jsonBody<T = Record<string, unknown>>(r: VerifiedReply): T {
   return JSON.parse(Buffer.from(r.reply.body).toString('utf8')) as T;
+}
+
+/**
+ * An engine stand-in for shell tests: records what the sidecar hands it and returns the actions
+ * a test pushes, so the sidecar's I/O is driven without PBFT.
+ */
+export class FakeEngine implements Engine {
+  readonly submitted: ClientRequest[] = [];
+  readonly executedSeqs: number[] = [];
+  readonly received: Array<{ from: number; bytes: Uint8Array }> = [];
+  private out: Action[] = [];
+  lastInternalError: unknown = null;
+  constructor(readonly restored: RestoredState | undefined) {}
+  submit(r: ClientRequest): void {
+    this.submitted.push(r);
+  }
+  receiveBytes(from: number, bytes: Uint8Array): void {
+    this.received.push({ from, bytes });
+  }
+  tick(): void {}
+  executed(seq: number): void {
+    this.executedSeqs.push(seq);
+  }
+  takeActions(): Action[] {
+    const a = this.out;
+    this.out = [];
+    return a;
+  }
+  inspect(): ReplicaInspection {
+    return { view: 0, primary: 0, inViewChange: false, diverged: false } as ReplicaInspection;
+  }
+  push(...a: Action[]): void {
+    this.out.push(...a);
+  }
 }

@@ -14,47 +14,17 @@ import { batchMessage, rootFromProof } from '../../src/codec/merkle.js';
 import { loadCluster, loadNodeKeys } from '../../src/cluster/keys.js';
 import { IdentitySigner } from '../../src/crypto/identity.js';
 import { verifyPartial } from '../../src/crypto/threshold.js';
-import { NULL_BATCH, batchDigest, encodeMessage, encodeRecord, type Action, type ClientRequest, type PbftMessage, type PersistRecord, type ReplicaInspection, type RestoredState } from '../../src/pbft/index.js';
+import { NULL_BATCH, batchDigest, encodeMessage, encodeRecord, type ClientRequest, type PbftMessage, type PersistRecord } from '../../src/pbft/index.js';
 import { requestSeedHex } from '../../src/sidecar/batch.js';
 import { decodePeerMessage } from '../../src/sidecar/peer-messages.js';
-import { Sidecar, type Engine } from '../../src/sidecar/sidecar.js';
+import { Sidecar } from '../../src/sidecar/sidecar.js';
 import { MessageKind, type FrameMessage } from '../../src/transport/frame.js';
 import { signSubmission } from '../../src/wire/submission.js';
 import { Link } from '../../src/transport/link.js';
 import { startPeerServer, type PeerServer } from '../../src/transport/peer-server.js';
 import { decodePartialReplies, type PartialReplies } from '../../src/wire/payloads.js';
-import { canonicalRequest, counts, freePorts, makeCluster, startFixture, waitUntil, type TestCluster } from './helpers.js';
+import { FakeEngine, canonicalRequest, counts, freePorts, makeCluster, startFixture, waitUntil, type TestCluster } from './helpers.js';
 import { metricValue } from '../firewall/helpers.js';
-
-class FakeEngine implements Engine {
-  readonly submitted: ClientRequest[] = [];
-  readonly executedSeqs: number[] = [];
-  readonly received: Array<{ from: number; bytes: Uint8Array }> = [];
-  private out: Action[] = [];
-  lastInternalError: unknown = null;
-  constructor(readonly restored: RestoredState | undefined) {}
-  submit(r: ClientRequest): void {
-    this.submitted.push(r);
-  }
-  receiveBytes(from: number, bytes: Uint8Array): void {
-    this.received.push({ from, bytes });
-  }
-  tick(): void {}
-  executed(seq: number): void {
-    this.executedSeqs.push(seq);
-  }
-  takeActions(): Action[] {
-    const a = this.out;
-    this.out = [];
-    return a;
-  }
-  inspect(): ReplicaInspection {
-    return { view: 0, primary: 0, inViewChange: false, diverged: false } as ReplicaInspection;
-  }
-  push(...a: Action[]): void {
-    this.out.push(...a);
-  }
-}
 
 /** The sidecar answers a repeat of the same request to the same top at most once per this. */
 const RETRANSMIT_MS = 1_000;
