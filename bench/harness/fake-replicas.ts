@@ -133,7 +133,7 @@ export async function startFakeReplicas(o: FakeReplicaOptions): Promise<FakeRepl
   });
   const signers = cluster.replicas.map((r) => new IdentitySigner(fromHex(keyOf(r.id).identitySecretKey)));
   // links[i][topId]
-  const links = cluster.replicas.map((r, i) => new Map(tops.map((t) => [t.id, new Link({ url: t.peerUrl, from: r.id, to: t.id, signer: signers[i]!, minBackoffMs: 20, maxBackoffMs: 200 })])));
+  const links = cluster.replicas.map((r, i) => new Map(tops.map((t) => [t.id, new Link({ url: t.peerUrl, from: r.id, to: t.id, signer: signers[i]!, peerPublicKey: fromHex(t.identityPublicKey), minBackoffMs: 20, maxBackoffMs: 200 })])));
 
   const executions = new Map<string, number>();
   const received = cluster.replicas.map(() => 0);
@@ -254,6 +254,7 @@ export async function startFakeReplicas(o: FakeReplicaOptions): Promise<FakeRepl
           port: addr.port,
           self: r.id,
           senders,
+          identity: signers[i]!,
           allowed: (from, kind) => topIds.has(from) && kind === MessageKind.Request,
           onMessages: (from, messages) => {
             for (const m of messages) onRequest(i, from, m.payload);

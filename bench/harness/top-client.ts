@@ -85,7 +85,7 @@ export class TopClient {
     const signer = new IdentitySigner(fromHex(k.identitySecretKey));
     this.signer = signer;
     for (const r of cluster.replicas) {
-      this.links.set(r.index, new Link({ url: r.url, from: top.id, to: r.id, signer, maxBackoffMs: 500 }));
+      this.links.set(r.index, new Link({ url: r.url, from: top.id, to: r.id, signer, peerPublicKey: fromHex(r.identityPublicKey), maxBackoffMs: 500 }));
     }
   }
 
@@ -97,6 +97,7 @@ export class TopClient {
       port: Number(u.port),
       self: this.id,
       senders: new Map(this.cluster.replicas.map((r) => [r.id, fromHex(r.identityPublicKey)])),
+      identity: this.signer,
       allowed: (from, kind) => kind === MessageKind.Partial && from.startsWith('replica-'),
       onMessages: (from, messages) => {
         const index = Number(from.slice('replica-'.length));

@@ -1,4 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { ed25519, x25519 } from '@noble/curves/ed25519.js';
 import { CbftError, ErrorCodes } from '../errors.js';
 import { asBytes } from './hash.js';
 
@@ -38,17 +39,34 @@ function checkLength(b: Uint8Array, n: number, what: string): void {
 /** A signer holds the imported private key, so signing does no per-call key parsing. */
 export class IdentitySigner {
   private readonly key: KeyObject;
+  private readonly montgomerySecret: Uint8Array;
   readonly publicKey: Uint8Array;
 
   constructor(secretKey: Uint8Array) {
     checkLength(secretKey, IDENTITY_SECRET_KEY_BYTES, 'identity secret key');
     this.key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, secretKey]), format: 'der', type: 'pkcs8' });
+    this.montgomerySecret = ed25519.utils.toMontgomerySecret(secretKey);
     const spki = createPublicKey(this.key).export({ format: 'der', type: 'spki' });
     this.publicKey = new Uint8Array(spki.subarray(SPKI_PREFIX.length));
   }
 
   sign(message: Uint8Array): Uint8Array {
     return asBytes(sign(null, message, this.key));
+  }
+
+  /**
+   * The X25519 secret this identity shares with the holder of `peerPublicKey` (both Ed25519 keys
+   * mapped to Curve25519, as libsodium's crypto_sign_ed25519_*_to_curve25519 do). Only the two
+   * of them can compute it; links derive their MAC keys from it (src/transport/link-key.ts).
+   */
+  sharedSecret(peerPublicKey: Uint8Array): Uint8Array {
+    checkLength(peerPublicKey, IDENTITY_PUBLIC_KEY_BYTES, 'identity public key');
+    try {
+      // Refuses low-order points (an all-zero secret).
+      return x25519.getSharedSecret(this.montgomerySecret, ed25519.utils.toMontgomery(peerPublicKey));
+    } catch (cause) {
+      throw new CbftError(ErrorCodes.KEY, 'identity public key is not usable for key agreement', { cause });
+    }
   }
 }
 

@@ -130,14 +130,14 @@ export async function startFirewallNode(o: FirewallNodeOptions): Promise<Firewal
 
   // Links: up (bottom, middle), down (middle, top), to every replica (top).
   const up = upper
-    ? new Link({ url: upper.peerUrl, from: entry.id, to: upper.id, signer: keys.identity, ...linkLimits, onError: onLinkError(upper.id) })
+    ? new Link({ url: upper.peerUrl, from: entry.id, to: upper.id, signer: keys.identity, peerPublicKey: fromHex(upper.identityPublicKey), ...linkLimits, onError: onLinkError(upper.id) })
     : undefined;
   const down = lower
-    ? new Link({ url: lower.peerUrl, from: entry.id, to: lower.id, signer: keys.identity, ...linkLimits, onError: onLinkError(lower.id) })
+    ? new Link({ url: lower.peerUrl, from: entry.id, to: lower.id, signer: keys.identity, peerPublicKey: fromHex(lower.identityPublicKey), ...linkLimits, onError: onLinkError(lower.id) })
     : undefined;
   const replicaLinks =
     role === 'top'
-      ? cluster.replicas.map((r) => new Link({ url: r.url, from: entry.id, to: r.id, signer: keys.identity, ...linkLimits, onError: onLinkError(r.id) }))
+      ? cluster.replicas.map((r) => new Link({ url: r.url, from: entry.id, to: r.id, signer: keys.identity, peerPublicKey: fromHex(r.identityPublicKey), ...linkLimits, onError: onLinkError(r.id) }))
       : [];
 
   const releases = {
@@ -284,6 +284,7 @@ export async function startFirewallNode(o: FirewallNodeOptions): Promise<Firewal
     port: peerAddr.port,
     self: entry.id,
     senders,
+    identity: keys.identity,
     allowed,
     onMessages,
     onDrop: (reason, from) => metrics.alarm(`frame-${reason}`, from),

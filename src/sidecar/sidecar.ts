@@ -331,6 +331,7 @@ export class Sidecar {
       port,
       self: this.id,
       senders,
+      identity: this.o.keys.identity,
       // I6: requests only from top firewall nodes, protocol messages only from peer replicas.
       allowed: (from, kind) => {
         if (kind === MessageKind.Request) return this.tops.has(from);
@@ -668,12 +669,14 @@ export class Sidecar {
     let link = this.links.get(id);
     if (link) return link;
     const peer = this.peers.find((r) => r.id === id);
-    const url = peer ? peer.url : this.tops.get(id)!.peerUrl;
+    const top = this.tops.get(id);
+    const node = peer ?? top!;
     link = new Link({
-      url,
+      url: peer ? peer.url : top!.peerUrl,
       from: this.id,
       to: id,
       signer: this.o.keys.identity,
+      peerPublicKey: fromHex(node.identityPublicKey),
       // A restarted peer or top hears from us within half a second (catch-up starts sooner).
       maxBackoffMs: 500,
       onError: (err, attempt) => {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import type { IdentitySigner } from '../crypto/identity.js';
 import { encodeFrame, SESSION_BYTES, type FrameMessage } from './frame.js';
+import { LinkKey } from './link-key.js';
 
 export const FRAME_PATH = '/cbft/v1/frames';
 /** On a 409 "stale-session": the start of the receiver's newest session from this sender. */
@@ -16,7 +17,9 @@ export interface LinkOptions {
   url: string;
   from: string;
   to: string;
+  /** This node's identity and the neighbour's public key: the link's MAC key derives from them. */
   signer: IdentitySigner;
+  peerPublicKey: Uint8Array;
   /** Queue bounds (I8): beyond them `send` refuses and the caller answers overload. */
   maxQueuedMessages?: number;
   maxQueuedBytes?: number;
@@ -48,6 +51,7 @@ export interface LinkStats {
  */
 export class Link {
   private readonly pool: Pool;
+  private readonly key: LinkKey;
   private session = randomBytes(SESSION_BYTES);
   private sessionStart = Date.now();
   private counter = 0;
@@ -72,6 +76,7 @@ export class Link {
       maxBackoffMs: 2_000,
       ...options,
     };
+    this.key = LinkKey.derive(this.o.signer, this.o.peerPublicKey, this.o.from, this.o.to);
     this.pool = new Pool(this.o.url, {
       connections: 2,
       pipelining: 1,
@@ -140,7 +145,7 @@ export class Link {
     return encodeFrame(
       { from: this.o.from, to: this.o.to, session: this.session, sessionStart: this.sessionStart, counter: this.counter++ },
       messages,
-      this.o.signer,
+      this.key,
     );
   }
 

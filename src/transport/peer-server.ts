@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IdentitySigner } from '../crypto/identity.js';
 import { decodeFrame, verifyFrame, type FrameMessage, type MessageKind } from './frame.js';
+import { LinkKey } from './link-key.js';
 import { FRAME_PATH, SESSION_START_HEADER } from './link.js';
 import { ReplayWindow } from './replay-window.js';
 
@@ -21,6 +23,8 @@ export interface PeerServerOptions {
   self: string;
   /** Identity public keys of every node that may ever send to this one. */
   senders: ReadonlyMap<string, Uint8Array>;
+  /** This node's identity: with a sender's public key it gives the key of that sender's link. */
+  identity: IdentitySigner;
   /** I6: whether `from` may send messages of `kind` to this node. */
   allowed(from: string, kind: MessageKind): boolean;
   onMessages(from: string, messages: FrameMessage[]): void;
@@ -50,12 +54,19 @@ const STATUS: Record<DropReason, number> = {
 
 /**
  * The listener for authenticated frames from neighbours. Everything is checked before a single
- * message is handed on: size, framing, recipient, sender key, signature, per-kind permission and
+ * message is handed on: size, framing, recipient, sender, MAC, per-kind permission and
  * replay. A frame failing any check is dropped whole, counted, and answered with a bare status.
  */
 export async function startPeerServer(o: PeerServerOptions): Promise<PeerServer> {
   const maxFrameBytes = o.maxFrameBytes ?? 96 * 1024 * 1024;
   const replay = new ReplayWindow();
+  // One key per sender, derived on its first frame (an X25519 agreement, about 2 ms).
+  const keys = new Map<string, LinkKey>();
+  const keyOf = (from: string, publicKey: Uint8Array): LinkKey => {
+    let k = keys.get(from);
+    if (!k) keys.set(from, (k = LinkKey.derive(o.identity, publicKey, from, o.self)));
+    return k;
+  };
 
   const reject = (res: ServerResponse, reason: DropReason, from?: string) => {
     o.onDrop?.(reason, from);
@@ -78,7 +89,7 @@ export async function startPeerServer(o: PeerServerOptions): Promise<PeerServer>
     if (frame.to !== o.self) return reject(res, 'wrong-recipient', frame.from);
     const key = o.senders.get(frame.from);
     if (!key) return reject(res, 'unknown-sender', frame.from);
-    if (!verifyFrame(key, frame)) return reject(res, 'bad-signature', frame.from);
+    if (!verifyFrame(keyOf(frame.from, key), frame)) return reject(res, 'bad-signature', frame.from);
     for (const m of frame.messages) if (!o.allowed(frame.from, m.kind)) return reject(res, 'not-allowed', frame.from);
     const verdict = replay.accept(frame.from, frame.session, frame.sessionStart, frame.counter);
     if (verdict !== 'fresh') return reject(res, verdict, frame.from);

@@ -9,7 +9,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { toHex } from '../../src/codec/binary.js';
+import { fromHex, toHex } from '../../src/codec/binary.js';
 import { encodeRequest } from '../../src/codec/canonical.js';
 import { loadNodeKeys } from '../../src/cluster/keys.js';
 import type { IdentitySigner } from '../../src/crypto/identity.js';
@@ -396,24 +396,25 @@ describe('bad input and attacks under a steady load', () => {
     await underAttack('messages signed by the wrong node', 8, ['replica-0', 'fw-0-0'], async () => {
       const c = f().cluster;
       const r0 = c.replicas[0]!;
+      const pkOf = (id: string) => fromHex([...c.replicas, ...c.chains.flat()].find((n) => n.id === id)!.identityPublicKey);
       const [s1, s2, s3, top0, top1] = await Promise.all([signer('replica-1'), signer('replica-2'), signer('replica-3'), signer('fw-0-1'), signer('fw-1-1')]);
       const now = Date.now();
       const anyMsg = (kind: MessageKind) => [{ kind, payload: randomBytes(48) }];
       // 1. The frame claims one node and carries another node's signature: 403 at the transport.
       const forged = await Promise.all([
-        postFrame(r0.url, frame({ from: 'replica-1', to: r0.id, signer: s2, messages: anyMsg(MessageKind.Pbft), sessionStart: now })),
-        postFrame(r0.url, frame({ from: 'fw-0-1', to: r0.id, signer: top1, messages: anyMsg(MessageKind.Request), sessionStart: now })),
-        postFrame(c.chains[0]![0]!.peerUrl, frame({ from: 'fw-0-1', to: 'fw-0-0', signer: top1, messages: anyMsg(MessageKind.Reply), sessionStart: now })),
-        postFrame(c.chains[0]![1]!.url, frame({ from: 'replica-2', to: 'fw-0-1', signer: s3, messages: anyMsg(MessageKind.Partial), sessionStart: now })),
-        postFrame(c.chains[0]![1]!.url, frame({ from: 'fw-0-0', to: 'fw-0-1', signer: s1, messages: anyMsg(MessageKind.Request), sessionStart: now })),
+        postFrame(r0.url, frame({ from: 'replica-1', to: r0.id, toPublicKey: pkOf(r0.id), signer: s2, messages: anyMsg(MessageKind.Pbft), sessionStart: now })),
+        postFrame(r0.url, frame({ from: 'fw-0-1', to: r0.id, toPublicKey: pkOf(r0.id), signer: top1, messages: anyMsg(MessageKind.Request), sessionStart: now })),
+        postFrame(c.chains[0]![0]!.peerUrl, frame({ from: 'fw-0-1', to: 'fw-0-0', toPublicKey: pkOf('fw-0-0'), signer: top1, messages: anyMsg(MessageKind.Reply), sessionStart: now })),
+        postFrame(c.chains[0]![1]!.url, frame({ from: 'replica-2', to: 'fw-0-1', toPublicKey: pkOf('fw-0-1'), signer: s3, messages: anyMsg(MessageKind.Partial), sessionStart: now })),
+        postFrame(c.chains[0]![1]!.url, frame({ from: 'fw-0-0', to: 'fw-0-1', toPublicKey: pkOf('fw-0-1'), signer: s1, messages: anyMsg(MessageKind.Request), sessionStart: now })),
       ]);
       for (const s of forged) expect(s, 'frame signed by another node').toBe(403);
       // 2. A real node's key, but a kind it may not send (a replica sending requests, a top
       //    sending PBFT messages, a bottom's upper neighbour sending requests down): 403.
       const notAllowed = await Promise.all([
-        postFrame(r0.url, frame({ from: 'replica-1', to: r0.id, signer: s1, messages: anyMsg(MessageKind.Request), sessionStart: 1 })),
-        postFrame(r0.url, frame({ from: 'fw-0-1', to: r0.id, signer: top0, messages: anyMsg(MessageKind.Pbft), sessionStart: 1 })),
-        postFrame(c.chains[0]![0]!.peerUrl, frame({ from: 'fw-0-1', to: 'fw-0-0', signer: top0, messages: anyMsg(MessageKind.Request), sessionStart: 1 })),
+        postFrame(r0.url, frame({ from: 'replica-1', to: r0.id, toPublicKey: pkOf(r0.id), signer: s1, messages: anyMsg(MessageKind.Request), sessionStart: 1 })),
+        postFrame(r0.url, frame({ from: 'fw-0-1', to: r0.id, toPublicKey: pkOf(r0.id), signer: top0, messages: anyMsg(MessageKind.Pbft), sessionStart: 1 })),
+        postFrame(c.chains[0]![0]!.peerUrl, frame({ from: 'fw-0-1', to: 'fw-0-0', toPublicKey: pkOf('fw-0-0'), signer: top0, messages: anyMsg(MessageKind.Request), sessionStart: 1 })),
       ]);
       for (const s of notAllowed) expect(s, 'message kind the sender may not send').toBe(403);
 
@@ -451,11 +452,11 @@ describe('bad input and attacks under a steady load', () => {
       const st = Date.now();
       const request = encodeRequest({ nonce: randomBytes(16), method: 'POST', target: '/transfers', headers: [], body: new Uint8Array(0) });
       const inner = await Promise.all([
-        postFrame(r0.url, frame({ from: 'replica-1', to: r0.id, signer: s1, sessionStart: Date.now(), counter: 0, session: randomBytes(16), messages: pbft.map((payload) => ({ kind: MessageKind.Pbft, payload })) })),
+        postFrame(r0.url, frame({ from: 'replica-1', to: r0.id, toPublicKey: pkOf(r0.id), signer: s1, sessionStart: Date.now(), counter: 0, session: randomBytes(16), messages: pbft.map((payload) => ({ kind: MessageKind.Pbft, payload })) })),
         // The envelope claims fw-1-1 but is signed by fw-0-1, sent by fw-0-1.
-        postFrame(r0.url, frame({ from: 'fw-0-1', to: r0.id, signer: top0, sessionStart: st, counter: 0, session: randomBytes(16), messages: [{ kind: MessageKind.Request, payload: signSubmission(top0, 'fw-1-1', request) }] })),
+        postFrame(r0.url, frame({ from: 'fw-0-1', to: r0.id, toPublicKey: pkOf(r0.id), signer: top0, sessionStart: st, counter: 0, session: randomBytes(16), messages: [{ kind: MessageKind.Request, payload: signSubmission(top0, 'fw-1-1', request) }] })),
         // The envelope names fw-0-1 (the sender) but carries fw-1-1's signature.
-        postFrame(r0.url, frame({ from: 'fw-0-1', to: r0.id, signer: top0, sessionStart: st + 1, counter: 1, session: randomBytes(16), messages: [{ kind: MessageKind.Request, payload: signSubmission(top1, 'fw-0-1', request) }] })),
+        postFrame(r0.url, frame({ from: 'fw-0-1', to: r0.id, toPublicKey: pkOf(r0.id), signer: top0, sessionStart: st + 1, counter: 1, session: randomBytes(16), messages: [{ kind: MessageKind.Request, payload: signSubmission(top1, 'fw-0-1', request) }] })),
       ]);
       expect(inner[0], 'replica-1 frame accepted by the transport').toBe(204);
       // The prepare (claims replica-2) and the relayed checkpoint (signed by replica-1 for

@@ -71,7 +71,7 @@ describe('sidecar: messages a full link refuses are counted and logged', () => {
     // are free): the first message goes in flight and stays there, retried; the rest is refused.
     const links = (sidecar as unknown as { links: Map<string, Link> }).links;
     await links.get('replica-1')?.close();
-    links.set('replica-1', new Link({ url: cluster.replicas[1]!.url, from: 'replica-0', to: 'replica-1', signer: keys.identity, maxQueuedMessages: 1 }));
+    links.set('replica-1', new Link({ url: cluster.replicas[1]!.url, from: 'replica-0', to: 'replica-1', signer: keys.identity, peerPublicKey: fromHex(cluster.replicas[1]!.identityPublicKey), maxQueuedMessages: 1 }));
 
     // 30 PBFT messages to everyone in one action list: carried out in one go, in one tick.
     const status = { type: 'status', sender: 0, view: 0, inViewChange: false, stableSeq: 0, committedThrough: 0, sig: new Uint8Array(64) } as PbftMessage;
@@ -85,7 +85,7 @@ describe('sidecar: messages a full link refuses are counted and logged', () => {
     // ("submitted" notices) in the same tick; replica-1's link refuses at least the second.
     const top = cluster.chains[0]![1]!;
     const topSigner = new IdentitySigner(fromHex(tc.keys.find((k) => k.id === top.id)!.identitySecretKey));
-    const topLink = new Link({ url: cluster.replicas[0]!.url, from: top.id, to: 'replica-0', signer: topSigner });
+    const topLink = new Link({ url: cluster.replicas[0]!.url, from: top.id, to: 'replica-0', signer: topSigner, peerPublicKey: fromHex(cluster.replicas[0]!.identityPublicKey) });
     closers.push(() => topLink.close());
     const A = canonicalRequest('POST', '/op/a', 'a');
     const B = canonicalRequest('POST', '/op/b', 'b');

@@ -80,6 +80,7 @@ describe('regressions found by the fault suite', () => {
     // "stale-session", which the link took for "already delivered" and dropped, for good.
     const id = generateIdentity();
     const signer = new IdentitySigner(id.secretKey);
+    const receiver = generateIdentity();
     const got: FrameMessage[] = [];
     const drops: DropReason[] = [];
     const server = await startPeerServer({
@@ -87,6 +88,7 @@ describe('regressions found by the fault suite', () => {
       port: 0,
       self: 'b',
       senders: new Map([['a', id.publicKey]]),
+      identity: new IdentitySigner(receiver.secretKey),
       allowed: () => true,
       onMessages: (_from, messages) => got.push(...messages),
       onDrop: (reason) => drops.push(reason),
@@ -96,13 +98,13 @@ describe('regressions found by the fault suite', () => {
     const realNow = Date.now.bind(Date);
     // First run: the clock is 10 minutes ahead.
     const spy = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 600_000);
-    const first = new Link({ url, from: 'a', to: 'b', signer, minBackoffMs: 10, maxBackoffMs: 50 });
+    const first = new Link({ url, from: 'a', to: 'b', signer, peerPublicKey: receiver.publicKey, minBackoffMs: 10, maxBackoffMs: 50 });
     spy.mockRestore();
     first.send(MessageKind.Pbft, utf8('from the fast clock'));
     await first.idle();
     await first.close();
     // Restarted with the right time.
-    const second = new Link({ url, from: 'a', to: 'b', signer, minBackoffMs: 10, maxBackoffMs: 50 });
+    const second = new Link({ url, from: 'a', to: 'b', signer, peerPublicKey: receiver.publicKey, minBackoffMs: 10, maxBackoffMs: 50 });
     cleanup.push(() => second.close());
     second.send(MessageKind.Pbft, utf8('after the fix'));
     second.send(MessageKind.Pbft, utf8('and later'));

@@ -1,3 +1,4 @@
+import { LinkKey } from '../../src/transport/link-key.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
@@ -155,10 +156,10 @@ describe('a Byzantine node above a correct bottom node', () => {
     byz.sendDown(MessageKind.Fail, encodeFail({ digest: randomBytes(32), code: FailCode.Timeout }));
     await waitFor(async () => (await alarms(bottom, 'unknown-fail')) === 1, 3_000, 'unknown fail alarm');
     const topKey = tc.keys.find((k) => k.id === 'fw-0-2')!;
-    const asTop = encodeFrame({ from: 'fw-0-2', to: 'fw-0-0', session: randomBytes(16), sessionStart: Date.now(), counter: 1 }, [{ kind: MessageKind.Reply, payload: byz.fromAbove[0]!.payload }], new IdentitySigner(fromHex(topKey.identitySecretKey)));
+    const asTop = encodeFrame({ from: 'fw-0-2', to: 'fw-0-0', session: randomBytes(16), sessionStart: Date.now(), counter: 1 }, [{ kind: MessageKind.Reply, payload: byz.fromAbove[0]!.payload }], LinkKey.derive(new IdentitySigner(fromHex(topKey.identitySecretKey)), fromHex(tc.cluster.chains[0]![0]!.identityPublicKey), 'fw-0-2', 'fw-0-0'));
     expect(await byz.postRawDown(asTop)).toBe(403);
     const byzKey = tc.keys.find((k) => k.id === 'fw-0-1')!;
-    const forgedFrom = encodeFrame({ from: 'fw-0-2', to: 'fw-0-0', session: randomBytes(16), sessionStart: Date.now(), counter: 1 }, [], new IdentitySigner(fromHex(byzKey.identitySecretKey)));
+    const forgedFrom = encodeFrame({ from: 'fw-0-2', to: 'fw-0-0', session: randomBytes(16), sessionStart: Date.now(), counter: 1 }, [], LinkKey.derive(new IdentitySigner(fromHex(byzKey.identitySecretKey)), fromHex(tc.cluster.chains[0]![0]!.identityPublicKey), 'fw-0-2', 'fw-0-0'));
     expect(await byz.postRawDown(forgedFrom)).toBe(403);
     const m = await metricsOf(bottom);
     expect(metricValue(m, 'cbft_alarms_total', { kind: 'frame-unknown-sender' })).toBe(2);

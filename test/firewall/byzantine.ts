@@ -1,3 +1,4 @@
+import { LinkKey } from '../../src/transport/link-key.js';
 import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { fromHex, toHex } from '../../src/codec/binary.js';
@@ -43,8 +44,8 @@ export async function startByzantine(tc: TestCluster, chain: number, position: n
   const upper = nodes[position + 1];
   const k = tc.keys.find((x) => x.id === me.id)!;
   const signer = new IdentitySigner(fromHex(k.identitySecretKey));
-  const up = upper ? new Link({ url: upper.peerUrl, from: me.id, to: upper.id, signer, minBackoffMs: 20 }) : undefined;
-  const down = lower ? new Link({ url: lower.peerUrl, from: me.id, to: lower.id, signer, minBackoffMs: 20 }) : undefined;
+  const up = upper ? new Link({ url: upper.peerUrl, from: me.id, to: upper.id, signer, peerPublicKey: fromHex(upper.identityPublicKey), minBackoffMs: 20 }) : undefined;
+  const down = lower ? new Link({ url: lower.peerUrl, from: me.id, to: lower.id, signer, peerPublicKey: fromHex(lower.identityPublicKey), minBackoffMs: 20 }) : undefined;
   const senders = new Map(nodes.filter((n) => n.id !== me.id).map((n) => [n.id, fromHex(n.identityPublicKey)]));
   const session = randomBytes(16);
   let counter = 1_000_000;
@@ -57,7 +58,7 @@ export async function startByzantine(tc: TestCluster, chain: number, position: n
     sendDown: (kind, payload) => void down!.send(kind, payload),
     sendUp: (kind, payload) => void up!.send(kind, payload),
     async postFrameDown(messages, c = counter++) {
-      const frame = encodeFrame({ from: me.id, to: lower!.id, session, sessionStart: Date.now(), counter: c }, messages, signer);
+      const frame = encodeFrame({ from: me.id, to: lower!.id, session, sessionStart: Date.now(), counter: c }, messages, LinkKey.derive(signer, fromHex(lower!.identityPublicKey), me.id, lower!.id));
       return { status: await node.postRawDown(frame), frame };
     },
     async postRawDown(frame) {
@@ -75,6 +76,7 @@ export async function startByzantine(tc: TestCluster, chain: number, position: n
     port: addr.port,
     self: me.id,
     senders,
+    identity: signer,
     allowed: () => true,
     onMessages: (_from, messages) => {
       for (const m of messages) {

@@ -17,6 +17,7 @@
 //
 // Time: CBFT_FUZZ_MS (default 12000) is shared by the properties; CBFT_FUZZ_SEED replays a run.
 
+import type { LinkKey } from '../../src/transport/link-key.js';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,7 +33,6 @@ import { parseCurlDump, DumpError } from '../../src/client/curl-dump.js';
 import { ResponseVerifier } from '../../src/client/verify-response.js';
 import { CbftError } from '../../src/errors.js';
 import { signedResponseHeaders } from '../../src/firewall/front.js';
-import type { IdentitySigner } from '../../src/crypto/identity.js';
 import { combine, deal } from '../../src/crypto/threshold.js';
 import { decodeMessage, decodeRecord, encodeMessage, encodeRecord, type PersistRecord } from '../../src/pbft/index.js';
 import { batchTree, signBatch } from '../../src/sidecar/batch.js';
@@ -180,8 +180,8 @@ const canonicalReply: fc.Arbitrary<CanonicalReply> = fc.record({
   body: fc.uint8Array({ maxLength: 200 }),
 });
 
-/** A signer that "signs" with a fixed value: re-encoding a decoded frame needs its signature. */
-const fixedSigner = (signature: Uint8Array) => ({ sign: () => signature }) as unknown as IdentitySigner;
+/** A link key whose MAC is a fixed value: re-encoding a decoded frame needs its MAC. */
+const fixedKey = (mac: Uint8Array) => ({ mac: () => mac }) as unknown as LinkKey;
 
 // ---------------------------------------------------------------------------------------------
 // Real seeds: a PBFT run with a view change (messages and log records).
@@ -230,10 +230,10 @@ describe('decoder fuzzing (bounded time)', () => {
       sessionStart: fc.nat(),
       counter: fc.nat(),
       messages: msgs,
-      signature: fc.uint8Array({ minLength: 64, maxLength: 64 }),
+      mac: fc.uint8Array({ minLength: 32, maxLength: 32 }),
     });
-    const enc = (f: { from: string; to: string; session: Uint8Array; sessionStart: number; counter: number; messages: FrameMessage[]; signature: Uint8Array }) =>
-      encodeFrame(f, f.messages, fixedSigner(f.signature));
+    const enc = (f: { from: string; to: string; session: Uint8Array; sessionStart: number; counter: number; messages: FrameMessage[]; mac: Uint8Array }) =>
+      encodeFrame(f, f.messages, fixedKey(f.mac));
     const seeds = fc.sample(frameArb, { numRuns: 30, seed: SEED }).map(enc);
     fuzz('frame', inputs(seeds), (b) => strict(b, (x) => decodeFrame(x), enc));
   });

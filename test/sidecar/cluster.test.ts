@@ -3,6 +3,7 @@
 // submits requests over the real transport and accepts a reply only when s+1 partials combine
 // into a valid service signature. Run `npm run build` first (npm test does).
 
+import { LinkKey } from '../../src/transport/link-key.js';
 import { appendFileSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -233,14 +234,15 @@ describe('cbft sidecar: four processes in front of four services', () => {
     const replicaKey = r.tc.keys.find((k) => k.id === 'replica-1')!;
     const replicaSigner = new IdentitySigner(fromHex(replicaKey.identitySecretKey));
     const header = (from: string, counter: number) => ({ from, to: 'replica-0', session: new Uint8Array(16).fill(9), sessionStart: Date.now(), counter });
+    const keyFor = (signer: IdentitySigner, from: string) => LinkKey.derive(signer, fromHex(r.tc.cluster.replicas[0]!.identityPublicKey), from, 'replica-0');
     expect(await post(utf8('not a frame at all'))).toBe(400);
-    expect(await post(encodeFrame(header('fw-0-1', 1), [{ kind: MessageKind.Pbft, payload: utf8('x') }], topSigner))).toBe(403);
-    expect(await post(encodeFrame(header('replica-1', 1), [{ kind: MessageKind.Request, payload: utf8('x') }], replicaSigner))).toBe(403);
-    expect(await post(encodeFrame(header('fw-0-1', 2), [{ kind: MessageKind.Request, payload: utf8('x') }], replicaSigner))).toBe(403);
-    const good = encodeFrame(header('fw-0-1', 3), [{ kind: MessageKind.Request, payload: utf8('garbage request') }], topSigner);
+    expect(await post(encodeFrame(header('fw-0-1', 1), [{ kind: MessageKind.Pbft, payload: utf8('x') }], keyFor(topSigner, 'fw-0-1')))).toBe(403);
+    expect(await post(encodeFrame(header('replica-1', 1), [{ kind: MessageKind.Request, payload: utf8('x') }], keyFor(replicaSigner, 'replica-1')))).toBe(403);
+    expect(await post(encodeFrame(header('fw-0-1', 2), [{ kind: MessageKind.Request, payload: utf8('x') }], keyFor(replicaSigner, 'fw-0-1')))).toBe(403);
+    const good = encodeFrame(header('fw-0-1', 3), [{ kind: MessageKind.Request, payload: utf8('garbage request') }], keyFor(topSigner, 'fw-0-1'));
     expect(await post(good)).toBe(204);
     expect(await post(good)).toBe(409);
-    const garbagePbft = encodeFrame(header('replica-1', 2), [{ kind: MessageKind.Pbft, payload: utf8('garbage pbft') }], replicaSigner);
+    const garbagePbft = encodeFrame(header('replica-1', 2), [{ kind: MessageKind.Pbft, payload: utf8('garbage pbft') }], keyFor(replicaSigner, 'replica-1'));
     expect(await post(garbagePbft)).toBe(204);
     const dropped = async (labels: string) => sumMetric(admin(r, 0), 'cbft_dropped_messages_total', labels);
     await waitUntil('drop counters', async () => (await dropped('reason="malformed-request"')) === 1);

@@ -35,12 +35,14 @@ afterEach(async () => {
 
 async function listener(tc: TestCluster, id: string, url: string, allowed: number[], onMessage: (from: string, m: FrameMessage) => void): Promise<PeerServer> {
   const senders = new Map([...tc.cluster.replicas, ...tc.cluster.chains.flat()].map((n) => [n.id, fromHex(n.identityPublicKey)]));
+  const identity = new IdentitySigner(fromHex(tc.keys.find((k) => k.id === id)!.identitySecretKey));
   const u = new URL(url);
   const s = await startPeerServer({
     host: '127.0.0.1',
     port: Number(u.port),
     self: id,
     senders,
+    identity,
     allowed: (_from, kind) => allowed.includes(kind),
     onMessages: (from, messages) => messages.forEach((m) => onMessage(from, m)),
   });
@@ -76,7 +78,7 @@ describe('sidecar engine shell (scripted engine, in-process)', () => {
     const topKey = tc.keys.find((k) => k.id === top.id)!;
     const topSigner = new IdentitySigner(fromHex(topKey.identitySecretKey));
     const seal = (p: Uint8Array) => signSubmission(topSigner, top.id, p);
-    const topLink = new Link({ url: cluster.replicas[0]!.url, from: top.id, to: 'replica-0', signer: topSigner });
+    const topLink = new Link({ url: cluster.replicas[0]!.url, from: top.id, to: 'replica-0', signer: topSigner, peerPublicKey: fromHex(cluster.replicas[0]!.identityPublicKey) });
     closers.push(() => topLink.close());
 
     let engine!: FakeEngine;

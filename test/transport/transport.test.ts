@@ -2,7 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { generateIdentity, IdentitySigner } from '../../src/crypto/identity.js';
 import { encodeFrame, decodeFrame, verifyFrame, MessageKind, type FrameMessage } from '../../src/transport/frame.js';
-import { sha256 } from '../../src/crypto/hash.js';
+import { createHmac, hkdfSync } from 'node:crypto';
+import { ed25519, x25519 } from '@noble/curves/ed25519.js';
+import { LinkKey } from '../../src/transport/link-key.js';
 import { FRAME_PATH, Link } from '../../src/transport/link.js';
 import { startPeerServer, type DropReason, type PeerServer } from '../../src/transport/peer-server.js';
 import { ReplayWindow } from '../../src/transport/replay-window.js';
@@ -13,6 +15,9 @@ const a = generateIdentity();
 const b = generateIdentity();
 const mallory = generateIdentity();
 const signerA = new IdentitySigner(a.secretKey);
+const signerB = new IdentitySigner(b.secretKey);
+/** The key of frames from a to b, as a derives it. */
+const keyAB = LinkKey.derive(signerA, b.publicKey, 'a', 'b');
 const closers: Array<() => Promise<void>> = [];
 afterEach(async () => {
   while (closers.length) await closers.pop()!();
@@ -26,6 +31,7 @@ async function receiver(allowed = (_from: string, _kind: number) => true) {
     port: 0,
     self: 'b',
     senders: new Map([['a', a.publicKey]]),
+    identity: signerB,
     allowed,
     onMessages: (from, messages) => got.push({ from, messages }),
     onDrop: (reason) => drops.push(reason),
@@ -44,29 +50,41 @@ const header = (counter: number, from = 'a', to = 'b') => ({ from, to, session: 
 
 describe('frames', () => {
   it('round-trip and refuse unknown kinds and trailing bytes', () => {
-    const bytes = encodeFrame(header(7), [{ kind: MessageKind.Request, payload: utf8('x') }], signerA);
+    const bytes = encodeFrame(header(7), [{ kind: MessageKind.Request, payload: utf8('x') }], keyAB);
     const f = decodeFrame(bytes);
     expect(f).toMatchObject({ from: 'a', to: 'b', counter: 7, sessionStart: 1000 });
     expect(f.messages).toEqual([{ kind: MessageKind.Request, payload: utf8('x') }]);
     const bad = bytes.slice();
     // kind byte sits right after the message count; find it by re-encoding with a marker
-    const idx = bytes.length - 64 - 1 - 4 - 1;
+    const idx = bytes.length - 32 - 1 - 4 - 1;
     bad[idx] = 99;
     expect(() => decodeFrame(bad)).toThrow(/unknown message kind 99/);
     expect(() => decodeFrame(bytes.subarray(0, 10))).toThrow();
   });
 
-  it('known answer: the signature is Ed25519 over the tagged SHA-256 of the bytes before it', () => {
-    const bytes = encodeFrame(header(7), [{ kind: MessageKind.Request, payload: utf8('x') }], signerA);
+  it('known answer: the MAC is HMAC-SHA256 under the link key, derived from both identities and the direction', () => {
+    const bytes = encodeFrame(header(7), [{ kind: MessageKind.Request, payload: utf8('x') }], keyAB);
     const f = decodeFrame(bytes);
-    expect(toHex(f.signed.subarray(0, 17))).toBe('0000000d' + toHex(utf8('cbft/frame/v2')));
-    const signedMessage = new Writer().string('cbft/frame-digest/v1').fixed(sha256(f.signed), 32).finish();
-    expect(toHex(f.signature)).toBe(toHex(signerA.sign(signedMessage)));
-    expect(verifyFrame(a.publicKey, f)).toBe(true);
-    expect(verifyFrame(b.publicKey, f)).toBe(false);
+    expect(toHex(f.signed.subarray(0, 17))).toBe('0000000d' + toHex(utf8('cbft/frame/v3')));
+    expect(f.mac).toHaveLength(32);
+    // Both ends derive the same key: X25519 of the identities mapped to Curve25519, then HKDF.
+    const shared = x25519.getSharedSecret(ed25519.utils.toMontgomerySecret(b.secretKey), ed25519.utils.toMontgomery(a.publicKey));
+    const info = new Writer().string('a').string('b').finish();
+    const key = Buffer.from(hkdfSync('sha256', shared, 'cbft/link-key/v1', info, 32));
+    expect(toHex(f.mac)).toBe(createHmac('sha256', key).update(f.signed).digest('hex'));
+    expect(verifyFrame(LinkKey.derive(signerB, a.publicKey, 'a', 'b'), f)).toBe(true);
+    // Not the other direction, not another pair, not tampered bytes.
+    expect(verifyFrame(LinkKey.derive(signerB, a.publicKey, 'b', 'a'), f)).toBe(false);
+    expect(verifyFrame(LinkKey.derive(new IdentitySigner(mallory.secretKey), a.publicKey, 'a', 'b'), f)).toBe(false);
     const tampered = bytes.slice();
     tampered[30]! ^= 1;
-    expect(verifyFrame(a.publicKey, decodeFrame(tampered))).toBe(false);
+    expect(verifyFrame(keyAB, decodeFrame(tampered))).toBe(false);
+    // Pinned: fixed identities, so a change of the derivation shows here.
+    const one = new IdentitySigner(new Uint8Array(32).fill(1));
+    const two = new IdentitySigner(new Uint8Array(32).fill(2));
+    const pinned = LinkKey.derive(one, two.publicKey, 'fw-0-1', 'replica-0').mac(utf8('cbft'));
+    expect(toHex(pinned)).toBe(toHex(LinkKey.derive(two, one.publicKey, 'fw-0-1', 'replica-0').mac(utf8('cbft'))));
+    expect(toHex(pinned)).toBe('db50058e824a69fe1a642f6d1e0bf7a4f2c03607ea0bb0bf6c1fe8e9d481fe90');
   });
 });
 
@@ -91,15 +109,15 @@ describe('peer server', () => {
   it('delivers authenticated frames and drops forged, misaddressed, replayed and unauthorised ones', async () => {
     const r = await receiver((from, kind) => kind !== MessageKind.Pbft);
     const msg = [{ kind: MessageKind.Request, payload: utf8('hello') }];
-    expect(await post(r.url, encodeFrame(header(1), msg, signerA))).toBe(204);
-    expect(await post(r.url, encodeFrame(header(1), msg, signerA))).toBe(409);
-    expect(await post(r.url, encodeFrame(header(2), msg, new IdentitySigner(mallory.secretKey)))).toBe(403);
-    expect(await post(r.url, encodeFrame(header(3, 'mallory'), msg, new IdentitySigner(mallory.secretKey)))).toBe(403);
-    expect(await post(r.url, encodeFrame(header(4, 'a', 'c'), msg, signerA))).toBe(403);
-    expect(await post(r.url, encodeFrame(header(5), [{ kind: MessageKind.Pbft, payload: utf8('p') }], signerA))).toBe(403);
+    expect(await post(r.url, encodeFrame(header(1), msg, keyAB))).toBe(204);
+    expect(await post(r.url, encodeFrame(header(1), msg, keyAB))).toBe(409);
+    expect(await post(r.url, encodeFrame(header(2), msg, LinkKey.derive(new IdentitySigner(mallory.secretKey), b.publicKey, 'a', 'b')))).toBe(403);
+    expect(await post(r.url, encodeFrame(header(3, 'mallory'), msg, LinkKey.derive(new IdentitySigner(mallory.secretKey), b.publicKey, 'mallory', 'b')))).toBe(403);
+    expect(await post(r.url, encodeFrame(header(4, 'a', 'c'), msg, keyAB))).toBe(403);
+    expect(await post(r.url, encodeFrame(header(5), [{ kind: MessageKind.Pbft, payload: utf8('p') }], keyAB))).toBe(403);
     expect(await post(r.url, utf8('garbage'))).toBe(400);
-    const tampered = encodeFrame(header(6), msg, signerA);
-    tampered[tampered.length - 66]! ^= 1; // a byte of the payload
+    const tampered = encodeFrame(header(6), msg, keyAB);
+    tampered[tampered.length - 34]! ^= 1; // a byte of the payload
     expect(await post(r.url, tampered)).toBe(403);
     expect(r.got).toHaveLength(1);
     expect(r.drops).toEqual(['replay', 'bad-signature', 'unknown-sender', 'wrong-recipient', 'not-allowed', 'malformed', 'bad-signature']);
@@ -109,7 +127,7 @@ describe('peer server', () => {
 describe('link', () => {
   it('batches messages queued together into frames and keeps their order', async () => {
     const r = await receiver();
-    const link = new Link({ url: r.url, from: 'a', to: 'b', signer: signerA });
+    const link = new Link({ url: r.url, from: 'a', to: 'b', signer: signerA, peerPublicKey: b.publicKey });
     closers.push(() => link.close());
     for (let i = 0; i < 500; i++) expect(link.send(MessageKind.Request, utf8(`m${i}`))).toBe(true);
     await link.idle();
@@ -123,7 +141,7 @@ describe('link', () => {
     const r = await receiver();
     const port = r.server.port;
     await r.server.close();
-    const link = new Link({ url: `http://127.0.0.1:${port}`, from: 'a', to: 'b', signer: signerA, maxQueuedMessages: 3, minBackoffMs: 10, maxBackoffMs: 40 });
+    const link = new Link({ url: `http://127.0.0.1:${port}`, from: 'a', to: 'b', signer: signerA, peerPublicKey: b.publicKey, maxQueuedMessages: 3, minBackoffMs: 10, maxBackoffMs: 40 });
     closers.push(() => link.close());
     expect(link.send(MessageKind.Request, utf8('1'))).toBe(true);
     await new Promise((res) => setTimeout(res, 100));
@@ -141,6 +159,7 @@ describe('link', () => {
       port,
       self: 'b',
       senders: new Map([['a', a.publicKey]]),
+      identity: signerB,
       allowed: () => true,
       onMessages: (_f, ms) => got.push(...ms.map((m) => Buffer.from(m.payload).toString())),
     });
@@ -189,7 +208,7 @@ describe('a link facing a hostile peer', () => {
       res.writeHead(409, { 'content-type': 'text/plain', 'content-length': '13', 'cbft-session-start': String(Date.now() + 30 * 24 * 3600_000) });
       res.end('stale-session');
     });
-    const link = new Link({ url: peer.url, from: 'a', to: 'b', signer: signerA, minBackoffMs: 5, maxBackoffMs: 20 });
+    const link = new Link({ url: peer.url, from: 'a', to: 'b', signer: signerA, peerPublicKey: b.publicKey, minBackoffMs: 5, maxBackoffMs: 20 });
     closers.push(() => link.close());
     link.send(MessageKind.Pbft, utf8('one'));
     await link.idle();
@@ -205,7 +224,7 @@ describe('a link facing a hostile peer', () => {
       res.writeHead(409, { 'content-type': 'text/plain', 'content-length': String(64 * 1024 * 1024) });
       res.write(Buffer.alloc(256 * 1024, 0x41)); // and never the rest
     });
-    const link = new Link({ url: peer.url, from: 'a', to: 'b', signer: signerA, minBackoffMs: 5, maxBackoffMs: 20 });
+    const link = new Link({ url: peer.url, from: 'a', to: 'b', signer: signerA, peerPublicKey: b.publicKey, minBackoffMs: 5, maxBackoffMs: 20 });
     closers.push(() => link.close());
     link.send(MessageKind.Pbft, utf8('one'));
     await link.idle();

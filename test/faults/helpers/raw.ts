@@ -8,6 +8,7 @@ import { request } from 'undici';
 import { fromHex } from '../../../src/codec/binary.js';
 import type { NodeKeys } from '../../../src/cluster/keys.js';
 import { IdentitySigner } from '../../../src/crypto/identity.js';
+import { LinkKey } from '../../../src/transport/link-key.js';
 import { encodeFrame, type FrameMessage } from '../../../src/transport/frame.js';
 import { FRAME_PATH } from '../../../src/transport/link.js';
 import { sleep } from './cluster.js';
@@ -155,11 +156,15 @@ export function signerOf(keys: readonly NodeKeys[], id: string): IdentitySigner 
   return new IdentitySigner(fromHex(k.identitySecretKey));
 }
 
-export function frame(o: { from: string; to: string; signer: IdentitySigner; messages: FrameMessage[]; sessionStart?: number; counter?: number; session?: Uint8Array }): Uint8Array {
+/**
+ * A frame from `from` to `to`, authenticated with the link key `signer` shares with the
+ * receiver (`toPublicKey`; without it, with nobody: the receiver will find the MAC wrong).
+ */
+export function frame(o: { from: string; to: string; signer: IdentitySigner; toPublicKey?: Uint8Array; messages: FrameMessage[]; sessionStart?: number; counter?: number; session?: Uint8Array }): Uint8Array {
   return encodeFrame(
     { from: o.from, to: o.to, session: o.session ?? new Uint8Array(16).fill(7), sessionStart: o.sessionStart ?? 1, counter: o.counter ?? 0 },
     o.messages,
-    o.signer,
+    LinkKey.derive(o.signer, o.toPublicKey ?? o.signer.publicKey, o.from, o.to),
   );
 }
 
