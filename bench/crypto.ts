@@ -1,3 +1,4 @@
+import { LinkKey } from '../src/transport/link-key.js';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -77,6 +78,12 @@ export async function runCryptoBench(budgetMs = 1500): Promise<CryptoResult[]> {
   results.push(measure('ed25519 sign 1 KiB (node:crypto)', budgetMs, () => signer.sign(frame)));
   results.push(measure('ed25519 verify 1 KiB (node:crypto)', budgetMs, () => verifyIdentity(id.publicKey, frame, sig)));
   results.push(measure('sha256 1 KiB (node:crypto)', budgetMs, () => sha256(frame)));
+  const peer = generateIdentity();
+  results.push(measure('link key derivation (X25519 + HKDF, once per link)', budgetMs, () => LinkKey.derive(signer, peer.publicKey, 'a', 'b')));
+  const key = LinkKey.derive(signer, peer.publicKey, 'a', 'b');
+  const mac = key.mac(frame);
+  results.push(measure('link MAC 1 KiB frame (HMAC-SHA256, node:crypto)', budgetMs, () => key.mac(frame)));
+  results.push(measure('link MAC check 1 KiB frame', budgetMs, () => key.verify(frame, mac)));
   return results;
 }
 
