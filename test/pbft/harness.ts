@@ -1,6 +1,8 @@
 import { sha256 } from '../../src/crypto/hash.js';
+import { expect } from 'vitest';
 import type {
   Action,
+  DropReason,
   ClientRequest,
   ExecuteBatch,
   PbftConfig,
@@ -217,4 +219,14 @@ export const ENTROPY = new Uint8Array(32).fill(7);
 /** A message as replica `id` would sign it. */
 export function signAs<T extends PbftMessage>(id: number, unsigned: Unsigned<T>): T {
   return signMessage<T>(simCrypto(keys, id), unsigned);
+}
+
+/** `act` makes `r` drop one message for `reason`: counted, reported, and nothing else done. */
+export function expectDrop(r: Replica, reason: DropReason, act: () => void): void {
+  const before = r.counters()[reason];
+  act();
+  const actions = r.takeActions();
+  expect(r.counters()[reason]).toBe(before + 1);
+  expect(actions.some((a) => a.type === 'event' && a.event.kind === 'dropped' && a.event.reason === reason)).toBe(true);
+  expect(actions.some((a) => a.type === 'send' || a.type === 'persist' || a.type === 'execute' || a.type === 'reject')).toBe(false);
 }

@@ -8,7 +8,6 @@ import type {
   CheckpointMsg,
   ClientRequest,
   CommitMsg,
-  DropReason,
   PbftMessage,
   PrePrepareMsg,
   PrepareMsg,
@@ -18,7 +17,7 @@ import { PbftErrorCodes, Replica, batchDigest, createEd25519Crypto, encodeMessag
 import { GENESIS_HISTORY } from '../../src/pbft/digests.js';
 import type { Unsigned } from '../../src/pbft/signing.js';
 import { simCrypto, simKeys } from '../../sim/fake-crypto.js';
-import { Cluster, ENTROPY, NOW, TEST_CONFIG, keys, makeRequest, signAs } from './harness.js';
+import { Cluster, ENTROPY, NOW, TEST_CONFIG, expectDrop, keys, makeRequest, signAs } from './harness.js';
 
 /** Unit tests per handler: one replica driven by hand-made, signed messages. */
 
@@ -46,15 +45,6 @@ function kinds(actions: Action[]): string[] {
   return actions
     .filter((a) => a.type !== 'event' || a.event.kind !== 'dropped')
     .map((a) => (a.type === 'send' ? `send:${a.msg.type}` : a.type === 'persist' ? `persist:${a.record.kind}` : a.type === 'event' ? `event:${a.event.kind}` : a.type));
-}
-
-function expectDrop(r: Replica, reason: DropReason, act: () => void): void {
-  const before = r.counters()[reason];
-  act();
-  const actions = r.takeActions();
-  expect(r.counters()[reason]).toBe(before + 1);
-  expect(actions.some((a) => a.type === 'event' && a.event.kind === 'dropped' && a.event.reason === reason)).toBe(true);
-  expect(actions.some((a) => a.type === 'send' || a.type === 'persist' || a.type === 'execute')).toBe(false);
 }
 
 describe('configuration', () => {

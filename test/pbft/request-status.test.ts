@@ -3,7 +3,6 @@ import type {
   Action,
   CheckpointMsg,
   ClientRequest,
-  DropReason,
   FetchMsg,
   PbftMessage,
   PrePrepareMsg,
@@ -16,7 +15,7 @@ import { GENESIS_HISTORY } from '../../src/pbft/digests.js';
 import type { Unsigned } from '../../src/pbft/signing.js';
 import { verifyMessage } from '../../src/pbft/signing.js';
 import { simCrypto } from '../../sim/fake-crypto.js';
-import { Cluster, ENTROPY, NOW, TEST_CONFIG, keys, makeRequest, signAs } from './harness.js';
+import { Cluster, ENTROPY, NOW, TEST_CONFIG, expectDrop, keys, makeRequest, signAs } from './harness.js';
 
 /**
  * Unit tests of the REQUEST handler (a backup forwarding a request it has held too long, the
@@ -72,15 +71,6 @@ function requestMsg(sender: number, request: ClientRequest): RequestMsg {
 
 function status(sender: number, fields: Partial<Omit<StatusMsg, 'type' | 'sender' | 'sig'>> = {}): StatusMsg {
   return signAs<StatusMsg>(sender, { type: 'status', sender, view: 0, inViewChange: false, stableSeq: 0, committedThrough: 0, ...fields });
-}
-
-function expectDrop(r: Replica, reason: DropReason, act: () => void): void {
-  const before = r.counters()[reason];
-  act();
-  const actions = r.takeActions();
-  expect(r.counters()[reason]).toBe(before + 1);
-  expect(actions.some((a) => a.type === 'event' && a.event.kind === 'dropped' && a.event.reason === reason)).toBe(true);
-  expect(actions.some((a) => a.type === 'send' || a.type === 'persist' || a.type === 'execute' || a.type === 'reject')).toBe(false);
 }
 
 describe('a backup forwards a request it has held for forwardAfterTicks to the primary', () => {
