@@ -47,7 +47,7 @@ async function allFree(base: number, count: number): Promise<boolean> {
 const N = portCount({ replicas: 4, chains: 1, chainLength: 2 }) + 4;
 
 describe('cbft up', () => {
-  it('starts the cluster, prints a curl line that returns a signed answer cbft verify accepts, and stops everything on SIGTERM', async () => {
+  it('starts the cluster, prints a curl line that returns a signed answer cbft verify accepts, and stops everything on Ctrl-C, even pressed twice', async () => {
     const base = await findFreeRange(N);
     const run = up(['--chains', '1', '--base-port', String(base)]);
     const out = await run.waitFor(/Press Ctrl-C to stop/);
@@ -68,10 +68,16 @@ describe('cbft up', () => {
     await run.waitFor(/replica-2 killed by SIGKILL; its last lines:\n {2}\| /);
     expect(execFileSync('/bin/sh', ['-c', curlLine], { encoding: 'utf8' })).toMatch(/^HTTP\/1\.1 200 OK/);
 
-    run.child.kill('SIGTERM');
+    // Ctrl-C twice (or a wrapper forwarding the SIGINT the shell also sent): one stop, and cbft
+    // up outlives it, so no child is orphaned.
+    run.child.kill('SIGINT');
+    await run.waitFor(/stopping everything it started/);
+    run.child.kill('SIGINT');
     expect(await run.exited).toBe(0);
     expect(run.output()).toMatch(/stopped\./);
+    expect(run.output().match(/stopping everything it started/g)).toHaveLength(1);
     expect(await allFree(base, N)).toBe(true);
+    expect(() => execFileSync('pgrep', ['-f', `--cluster ${clusterDir}`], { encoding: 'utf8' })).toThrow(); // pgrep exits 1: none left
   }, 120_000);
 
   it('refuses impossible sizes with a message that says what to change', async () => {

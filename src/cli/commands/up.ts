@@ -43,16 +43,17 @@ export async function run(argv: string[]): Promise<number> {
   out.write('cbft up: starting upstreams, sidecars and firewall nodes...\n');
 
   let local: LocalCluster | undefined;
-  let stopping = false;
-  const stop = async (why: string) => {
-    if (stopping) return;
-    stopping = true;
-    out.write(`\ncbft up: ${why}; stopping everything it started...\n`);
-    await local?.stop();
-    out.write('cbft up: stopped.\n');
-  };
+  let stopping: Promise<void> | undefined;
+  // One stop, however many signals: a second Ctrl-C (or a SIGINT from both a wrapper and the
+  // shell) must not kill this process while it still stops its children, or they are orphaned.
+  const stop = (why: string): Promise<void> =>
+    (stopping ??= (async () => {
+      out.write(`\ncbft up: ${why}; stopping everything it started...\n`);
+      await local?.stop();
+      out.write('cbft up: stopped.\n');
+    })());
   const stopped = new Promise<void>((resolve) => {
-    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void stop(`${sig} received`).then(resolve));
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void stop(`${sig} received`).then(resolve));
   });
 
   local = await startLocalCluster({
