@@ -265,9 +265,8 @@ export function concatBytes(...parts: Uint8Array[]): Uint8Array {
 }
 
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  // memcmp: replies of a MiB are compared too (the top reuses the leaf hash of identical replies).
+  return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
 /** Byte-wise lexicographic comparison (the order used for sorted-pair hashing and header sorting). */

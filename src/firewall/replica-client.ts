@@ -1,8 +1,7 @@
-import { toHex } from '../codec/binary.js';
+import { bytesEqual, fromHex, toHex } from '../codec/binary.js';
 import { decodeReply, leafHash, type CanonicalReply, type DecodeLimits } from '../codec/canonical.js';
 import { batchMessage, rootFromProof } from '../codec/merkle.js';
 import type { ReplicaEntry } from '../cluster/config.js';
-import { fromHex } from '../codec/binary.js';
 import type { CryptoBackend, RootVerifier } from './crypto-pool.js';
 import { MessageKind } from '../transport/frame.js';
 import type { Link } from '../transport/link.js';
@@ -92,8 +91,9 @@ interface RootGroup {
  * primary (view mod n, where the view is the highest one that at least s+1 replicas reported, so
  * one lying replica cannot misdirect it), and to every replica after `retransmitMs` without an
  * answer, then again after twice as long, and so on up to MAX_RETRANSMIT_BACKOFF × retransmitMs;
- * the bytes never change, so replicas de-duplicate and answer from their reply cache. Partial replies are grouped by the batch root recomputed from each reply and its
- * proof (never taken from the wire). As soon as s+1 replicas sent partials for the same root they
+ * the bytes never change, so replicas de-duplicate and answer from their reply cache. Partial
+ * replies are grouped by the batch root recomputed from each reply and its proof (never taken
+ * from the wire). As soon as s+1 replicas sent partials for the same root they
  * are combined and the result is checked once against the service key; if that fails the
  * partials are checked one by one, the liar is named in an alarm, and the top waits for more.
  * A replica whose reply for a request differs from the one that got signed is named too.
@@ -305,7 +305,7 @@ export class ReplicaClient {
   private leafOf(digestHex: string, reply: Uint8Array): Uint8Array {
     const pend = this.pending.get(digestHex);
     const first = pend?.firstLeaf;
-    if (first && Buffer.from(first.reply.buffer, first.reply.byteOffset, first.reply.byteLength).equals(reply)) return first.leaf;
+    if (first && bytesEqual(first.reply, reply)) return first.leaf;
     const leaf = leafHash(reply);
     if (pend && !first) pend.firstLeaf = { reply, leaf };
     return leaf;

@@ -29,17 +29,6 @@ import { listenAddress, startPeerServer, type PeerServer } from '../transport/pe
 import { encodePartialReplies, type PartialReplies } from '../wire/payloads.js';
 import { MAX_ROUND_DEPTH, SubmissionVerifier, decodeSubmission, type Submission } from '../wire/submission.js';
 
-/**
- * Envelope bytes around a canonical request (wire/submission.ts): top id (≤ 64 + 4), signature
- * (64), round depth (1), round proof (≤ 32 × MAX_ROUND_DEPTH), request length (4).
- */
-/**
- * Period of the engine's STATUS broadcasts (and of its retransmissions of stuck messages). Each
- * costs every replica a signature, frames to all peers and their verifications: at 200 ms it was
- * about half of an idle sidecar's CPU. Lagging peers still learn within half a second.
- */
-const STATUS_INTERVAL_MS = 500;
-const SUBMISSION_OVERHEAD_BYTES = 68 + 64 + 1 + 32 * MAX_ROUND_DEPTH + 4;
 import { startAdminServer, createRegistry, type AdminServer, type Readiness } from '../admin/server.js';
 import type { Logger } from '../log.js';
 import { requestSeedHex, signBatch } from './batch.js';
@@ -50,6 +39,18 @@ import { decodePeerMessage, encodePeerMessage, type PeerMessage } from './peer-m
 import { ReplyCache, Submitters, partialFromCache, type CacheHit } from './reply-cache.js';
 import { AnswerLimiter } from './answer-limiter.js';
 import { WalErrorCode, walPath } from './wal.js';
+
+/**
+ * Envelope bytes around a canonical request (wire/submission.ts): top id (≤ 64 + 4), signature
+ * (64), round depth (1), round proof (≤ 32 × MAX_ROUND_DEPTH), request length (4).
+ */
+const SUBMISSION_OVERHEAD_BYTES = 68 + 64 + 1 + 32 * MAX_ROUND_DEPTH + 4;
+/**
+ * Period of the engine's STATUS broadcasts (and of its retransmissions of stuck messages). Each
+ * costs every replica a signature, frames to all peers and their verifications: at 200 ms it was
+ * about half of an idle sidecar's CPU. Lagging peers still learn within half a second.
+ */
+const STATUS_INTERVAL_MS = 500;
 
 export interface SidecarOptions {
   cluster: ClusterConfig;
@@ -669,14 +670,13 @@ export class Sidecar {
     let link = this.links.get(id);
     if (link) return link;
     const peer = this.peers.find((r) => r.id === id);
-    const top = this.tops.get(id);
-    const node = peer ?? top!;
+    const top = this.tops.get(id)!;
     link = new Link({
-      url: peer ? peer.url : top!.peerUrl,
+      url: peer ? peer.url : top.peerUrl,
       from: this.id,
       to: id,
       signer: this.o.keys.identity,
-      peerPublicKey: fromHex(node.identityPublicKey),
+      peerPublicKey: fromHex((peer ?? top).identityPublicKey),
       // A restarted peer or top hears from us within half a second (catch-up starts sooner).
       maxBackoffMs: 500,
       onError: (err, attempt) => {
@@ -982,43 +982,45 @@ export class Sidecar {
     })();
   }
 
+  /** What a restart needs, in log order: the compacted log's records. */
+  private *liveRecords(kept: readonly PersistRecord[]): Generator<JournalRecord> {
+    yield { kind: 'executed', seq: this.executedThrough };
+    for (const r of kept) yield { kind: 'engine', bytes: encodeRecord(r) };
+    for (const b of this.cache.all()) {
+      for (let index = 0; index < b.replies.length; index++) {
+        const r = b.replies[index];
+        if (r) yield { kind: r.own ? 'done' : 'adopted', seq: b.batch.seq, index, reply: r.reply };
+      }
+      yield { kind: 'batch-done', batch: b.batch };
+    }
+    for (const seq of [...this.progress.keys()].sort((a, b) => a - b)) {
+      for (const [index, s] of this.progress.get(seq)!) {
+        switch (s.state) {
+          case 'started':
+            yield { kind: 'start', seq, index };
+            break;
+          case 'not-sent':
+            yield { kind: 'not-sent', seq, index };
+            break;
+          case 'done':
+          case 'adopted':
+            yield { kind: s.state, seq, index, reply: s.reply };
+            break;
+          case 'unknown':
+            yield { kind: 'unknown', seq, index, reason: s.reason };
+            break;
+        }
+      }
+    }
+  }
+
   /** Rewrites the log with only what a restart needs (synchronously: nothing interleaves). */
   private compact(): void {
     this.journal.sync();
     const before = this.journal.size;
     const kept = compactRecords(this.engineLog);
-    const live = function* (this: Sidecar): Generator<JournalRecord> {
-      yield { kind: 'executed', seq: this.executedThrough };
-      // Generated as the log writes them, so no copy of the live state is ever held at once.
-      for (const r of kept) yield { kind: 'engine', bytes: encodeRecord(r) };
-      for (const b of this.cache.all()) {
-        for (let index = 0; index < b.replies.length; index++) {
-          const r = b.replies[index];
-          if (r) yield { kind: r.own ? 'done' : 'adopted', seq: b.batch.seq, index, reply: r.reply };
-        }
-        yield { kind: 'batch-done', batch: b.batch };
-      }
-      for (const seq of [...this.progress.keys()].sort((a, b) => a - b)) {
-        for (const [index, s] of this.progress.get(seq)!) {
-          switch (s.state) {
-            case 'started':
-              yield { kind: 'start', seq, index };
-              break;
-            case 'not-sent':
-              yield { kind: 'not-sent', seq, index };
-              break;
-            case 'done':
-            case 'adopted':
-              yield { kind: s.state, seq, index, reply: s.reply };
-              break;
-            case 'unknown':
-              yield { kind: 'unknown', seq, index, reason: s.reason };
-              break;
-          }
-        }
-      }
-    };
-    const records = this.journal.rewrite(live.call(this));
+    // Generated as the log writes them, so no copy of the live state is ever held at once.
+    const records = this.journal.rewrite(this.liveRecords(kept));
     this.persistEnd = 0; // everything is durable in the rewritten log
     this.engineLog = kept;
     this.compactAt = Math.max(this.compactMinBytes, 2 * this.journal.size);
